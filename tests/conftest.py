@@ -1,0 +1,34 @@
+"""Shared fixtures: real speech from ../shared/data (skipped when absent) and synthetic audio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """Where the real speech lives: $VOXVEC_DATA, else ../shared/data beside the repository."""
+    return Path(os.environ.get("VOXVEC_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real-speech folder; the test is skipped with a reason when it is missing."""
+    root = data_root()
+    if not (root / "speechocean762" / "manifest.csv").is_file():
+        pytest.skip(f"real speech not found at {root} (set VOXVEC_DATA to ../shared/data)")
+    return root
+
+
+@pytest.fixture
+def sine_wave() -> np.ndarray:
+    """One second of a 220 Hz tone with light noise at 16 kHz, float32 in [-1, 1]."""
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    wav = 0.5 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(16000)
+    return wav.astype(np.float32)
