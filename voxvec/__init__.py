@@ -1,6 +1,124 @@
 """voxvec: speaker embeddings in PyTorch.
 
 The public API: :func:`load`, :func:`available_models`, :func:`embed`, :func:`similarity`.
+
+>>> import voxvec
+>>> embedder = voxvec.load()                        # the default pretrained model
+>>> emb = embedder.embed(["a.wav", "b.flac"])       # (2, 256) float32, unit rows
+>>> voxvec.similarity(emb[0], emb[1])               # cosine score
+
+Importing voxvec is cheap: torch and the models are imported on first use.
 """
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from voxvec.inference import Embedder, EmbedInput
+
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "available_models", "embed", "load", "similarity"]
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> CUDA when available, else CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load(
+    name_or_path: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    **embedder_kwargs: Any,
+) -> Embedder:
+    """Load a pretrained model (or a saved bundle) as an :class:`~voxvec.inference.Embedder`.
+
+    Args:
+        name_or_path: a pretrained name (see :func:`available_models`), a path to a saved
+            ``.safetensors`` bundle or released checkpoint, or None for the default model.
+        device: where to run; None means CUDA when available, else CPU.
+        **embedder_kwargs: options of :class:`~voxvec.inference.Embedder` (``window_s``,
+            ``hop_s``, ``vad``, ``min_speech_s``).
+
+    Returns:
+        An :class:`~voxvec.inference.Embedder` ready to embed.
+
+    Raises:
+        KeyError: unknown pretrained name (the message lists the valid ones).
+        FileNotFoundError: the path does not exist.
+        ValueError / RuntimeError: the weights cannot be loaded (see
+            :func:`voxvec.pretrained.load_model`).
+    """
+    from voxvec.inference import Embedder
+    from voxvec.pretrained import load_model
+
+    model, card = load_model(name_or_path)
+    return Embedder(model, _resolve_device(device), card, **embedder_kwargs)
+
+
+def available_models() -> list[str]:
+    """Names of the pretrained models :func:`load` accepts (``voxvec models`` shows details)."""
+    from voxvec.pretrained import list_pretrained
+
+    return [spec.name for spec in list_pretrained()]
+
+
+def embed(
+    x: EmbedInput,
+    sample_rate: int | None = None,
+    *,
+    model: str | os.PathLike | Embedder | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 16,
+    **embedder_kwargs: Any,
+) -> Any:
+    """Embed audio in one call: ``voxvec.load(model).embed(x, sample_rate)``.
+
+    This loads the model on every call (there is no hidden global cache): to embed repeatedly,
+    create an Embedder once with :func:`load` and call its ``embed``, or pass it as ``model``.
+
+    Args:
+        x: paths, waveforms or a batch, as :meth:`voxvec.inference.Embedder.embed` accepts.
+        sample_rate: rate in Hz of the waveforms in ``x`` (required for arrays).
+        model: a pretrained name or path (None: the default model), or an existing Embedder.
+        device: where to run when loading; None means CUDA when available, else CPU.
+        batch_size: inputs or windows per forward pass.
+        **embedder_kwargs: Embedder options when loading (``window_s``, ``vad``, ...).
+
+    Returns:
+        ``(N, D)`` float32 numpy array of unit-length embeddings.
+
+    Raises:
+        As :func:`load` and :meth:`voxvec.inference.Embedder.embed`.
+    """
+    from voxvec.inference import Embedder
+
+    if isinstance(model, Embedder):
+        if embedder_kwargs or device is not None:
+            raise ValueError("device and Embedder options cannot be given with an Embedder")
+        embedder = model
+    else:
+        embedder = load(model, device, **embedder_kwargs)
+    return embedder.embed(x, sample_rate, batch_size=batch_size)
+
+
+def similarity(a: Any, b: Any) -> Any:
+    """Cosine similarity of ``(D,)`` or ``(N, D)`` embeddings (numpy or torch).
+
+    Returns a float for two vectors, an ``(N, M)`` array for two matrices (see
+    :func:`voxvec.inference.similarity`).
+
+    Raises:
+        ValueError: mismatched shapes or a zero vector.
+    """
+    from voxvec.inference import similarity as _similarity
+
+    return _similarity(a, b)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from voxvec.models.base import SpeakerEncoder
+if TYPE_CHECKING:
+    # Only for annotations: importing voxvec.models here would be circular (its architecture
+    # modules import this module to register themselves).
+    from voxvec.models.base import SpeakerEncoder
 
 _MODELS: dict[str, type[SpeakerEncoder]] = {}
 
-M = TypeVar("M", bound=type[SpeakerEncoder])
+M = TypeVar("M", bound="type[SpeakerEncoder]")
 C = TypeVar("C")
 
 

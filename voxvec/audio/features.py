@@ -77,8 +77,11 @@ class MelConfig:
 
     @property
     def min_samples(self) -> int:
-        """Fewest input samples that give one frame."""
-        return 1 if self.center else self.win_length
+        """Fewest input samples that give one frame.
+
+        Uncentred frames read ``n_fft`` samples (a shorter window sits centred inside them).
+        """
+        return 1 if self.center else self.n_fft
 
 
 TACOTRON_22K = MelConfig(
@@ -161,7 +164,7 @@ def frame_lengths(lengths: Tensor, config: MelConfig) -> Tensor:
     """Number of valid frames for inputs of ``lengths`` samples (LongTensor, same shape)."""
     if config.center:
         return lengths // config.hop_length + 1
-    return torch.clamp((lengths - config.win_length) // config.hop_length + 1, min=0)
+    return torch.clamp((lengths - config.n_fft) // config.hop_length + 1, min=0)
 
 
 def _spectrogram_1(wav: Tensor, config: MelConfig) -> Tensor:

@@ -3,6 +3,7 @@
 One architecture per file, each with its frozen config dataclass, registered by name.
 """
 
+from voxvec.models import convgru, ecapa, gru
 from voxvec.models.base import SpeakerEncoder
 
-__all__ = ["SpeakerEncoder"]
+__all__ = ["SpeakerEncoder", "convgru", "ecapa", "gru"]

@@ -44,7 +44,7 @@ class SpeakerEncoder(nn.Module):
             raise TypeError(
                 f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(config)!r}"
             )
-        self.config = config
+        self.config: Any = config
 
     @property
     def sample_rate(self) -> int:

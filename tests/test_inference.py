@@ -1,0 +1,247 @@
+"""Tests of voxvec.inference: inputs, batching, windows, VAD, errors, speaker means, similarity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from voxvec.audio import io
+from voxvec.audio.vad import trim_silence
+from voxvec.inference import Embedder, similarity
+from voxvec.registry import create_model, get_model_class, list_models
+
+SO_FILES = ("audio/0001/000010011.ogg", "audio/0001/000010035.ogg", "audio/0001/000010053.ogg")
+
+
+def _synthetic(seconds: float, sample_rate: int, seed: int) -> np.ndarray:
+    """Noisy harmonic tone with a slow amplitude envelope, float32 in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 100 + 50 * seed
+    wav = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    wav = wav * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(t.size)
+    return (0.3 * wav / np.abs(wav).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, torch.nn.Module]:
+    """One untrained model per registered architecture (seeded)."""
+    out = {}
+    for name in list_models():
+        torch.manual_seed(0)
+        out[name] = create_model(name).eval()
+    return out
+
+
+@pytest.fixture(scope="module")
+def small(models: dict[str, torch.nn.Module]) -> Embedder:
+    """An Embedder around the registered model with the fewest parameters (fast tests)."""
+    name = min(models, key=lambda n: sum(p.numel() for p in models[n].parameters()))
+    return Embedder(models[name])
+
+
+@pytest.fixture(scope="module")
+def real_files(shared_data: Path) -> list[Path]:
+    """Real speech of different lengths, formats and sample rates (16 kHz Opus/FLAC, 8 kHz FLAC)."""
+    files = [shared_data / "speechocean762" / f for f in SO_FILES[:2]]
+    files.append(shared_data / "free-spoken-digits" / "audio/george/0_10.flac")  # 0.74 s, 8 kHz
+    return files
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_batched_equals_one_by_one_every_model(models: dict, name: str) -> None:
+    embedder = Embedder(models[name])
+    sr = embedder.sample_rate
+    waves = [_synthetic(0.6 + 0.4 * i, sr, seed=i) for i in range(3)]
+    alone = np.stack([embedder.embed(w, sr)[0] for w in waves])
+    assert alone.shape == (3, embedder.embed_dim) and alone.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(alone, axis=1), 1.0, atol=1e-5)
+    batched = embedder.embed(waves, sr, batch_size=2)
+    np.testing.assert_allclose(batched, alone, atol=1e-4)
+    # A padded (B, T) batch with lengths gives the same rows.
+    padded = np.zeros((3, max(map(len, waves))), dtype=np.float32)
+    for i, w in enumerate(waves):
+        padded[i, : len(w)] = w
+    lengths = np.array([len(w) for w in waves])
+    np.testing.assert_allclose(embedder.embed(padded, sr, lengths=lengths), alone, atol=1e-4)
+    # Different items give different embeddings (the model is not constant).
+    assert similarity(alone[0], alone[2]) < 0.9999
+
+
+def test_real_files_batched_equals_one_by_one(small: Embedder, real_files: list[Path]) -> None:
+    mixed: list = list(real_files)
+    wav, sr = io.read(real_files[2])  # the 8 kHz file again, as an array at its native rate
+    mixed.append(wav)
+    batched = small.embed(mixed, sample_rate=sr, batch_size=2)
+    assert batched.shape == (len(mixed), small.embed_dim)
+    for i, path in enumerate(real_files):
+        np.testing.assert_allclose(batched[i], small.embed(path)[0], atol=1e-4)
+    # The array, resampled by embed, gives what the file gives.
+    np.testing.assert_allclose(batched[-1], batched[2], atol=1e-4)
+    # Tensor input and return_tensors="pt" agree with numpy.
+    emb_t = small.embed(torch.from_numpy(wav), sr, return_tensors="pt")
+    assert isinstance(emb_t, torch.Tensor) and emb_t.shape == (1, small.embed_dim)
+    np.testing.assert_allclose(emb_t.numpy()[0], batched[2], atol=1e-4)
+
+
+def test_long_audio_windows_bound_memory(small: Embedder, shared_data: Path) -> None:
+    sr = small.sample_rate
+    parts = [io.load(shared_data / "speechocean762" / f, sr) for f in SO_FILES]
+    speech = np.concatenate(parts * 8)[: 60 * sr]  # 60 s of real speech
+    assert len(speech) == 60 * sr
+    embedder = Embedder(small.model, window_s=20.0, hop_s=10.0)
+
+    seen: list[tuple[int, ...]] = []
+    hook = small.model.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
+    try:
+        emb = embedder.embed(speech, sr, batch_size=2)
+    finally:
+        hook.remove()
+    # 5 windows of 20 s every 10 s, at most 2 per forward pass, none longer than a window.
+    assert sum(s[0] for s in seen) == 5
+    assert max(s[0] for s in seen) <= 2
+    n_window = small.model.input_lengths(torch.tensor([20 * sr])).item()
+    assert all(s[1] <= n_window for s in seen)
+    # The result is the re-normalised mean of the windows embedded on their own.
+    windows = [speech[s : s + 20 * sr] for s in range(0, 40 * sr + 1, 10 * sr)]
+    per_window = small.embed(windows, sr)
+    mean = per_window.mean(0)
+    np.testing.assert_allclose(emb[0], mean / np.linalg.norm(mean), atol=1e-4)
+
+
+def test_windows_mixed_with_short_items_match_alone(small: Embedder) -> None:
+    sr = small.sample_rate
+    embedder = Embedder(small.model, window_s=2.0, hop_s=1.5)
+    waves = [_synthetic(5.3, sr, 1), _synthetic(1.2, sr, 2), _synthetic(3.0, sr, 3)]
+    together = embedder.embed(waves, sr, batch_size=3)
+    for i, w in enumerate(waves):
+        np.testing.assert_allclose(together[i], embedder.embed(w, sr)[0], atol=1e-4)
+
+
+def test_vad_trims_silence_before_embedding(small: Embedder, real_files: list[Path]) -> None:
+    sr = small.sample_rate
+    speech = io.load(real_files[0], sr)
+    silence = np.zeros(3 * sr, dtype=np.float32)
+    padded = np.concatenate([silence, speech, silence])
+    embedder = Embedder(small.model, vad="energy")
+    expected = small.embed(trim_silence(padded, sr, method="energy"), sr)
+    np.testing.assert_allclose(embedder.embed(padded, sr), expected, atol=1e-4)
+    assert len(trim_silence(padded, sr, method="energy")) < len(padded) - 2 * sr
+    with pytest.raises(ValueError, match=r"input.*speech found by VAD.*min_speech_s"):
+        embedder.embed(np.zeros(5 * sr, dtype=np.float32), sr)
+
+
+def test_short_input_is_a_clear_error(small: Embedder) -> None:
+    sr = small.sample_rate
+    with pytest.raises(ValueError, match=r"input\[1\].*0\.20 s of audio.*min_speech_s=0\.5"):
+        small.embed([_synthetic(1.0, sr, 0), _synthetic(0.2, sr, 1)], sr)
+    tiny = Embedder(small.model, min_speech_s=0)
+    with pytest.raises(ValueError, match=r"input.*shorter than the model's minimum"):
+        tiny.embed(np.full(small.model.min_samples - 1, 0.1, dtype=np.float32), sr)
+
+
+def test_file_errors_name_the_file(small: Embedder, real_files: list[Path], tmp_path: Path) -> None:
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(FileNotFoundError, match="missing.wav"):
+        small.embed([real_files[0], missing])
+    corrupt = tmp_path / "corrupt.flac"
+    corrupt.write_bytes(b"not audio at all" * 100)
+    with pytest.raises(io.AudioError, match="corrupt.flac"):
+        small.embed([real_files[0], corrupt])
+
+
+def test_iter_embed_reports_bad_inputs_and_carries_on(
+    small: Embedder, real_files: list[Path], tmp_path: Path
+) -> None:
+    short = tmp_path / "short.wav"
+    sf.write(short, _synthetic(0.1, 16000, 0), 16000)
+    inputs = [real_files[0], tmp_path / "missing.wav", short, real_files[1]]
+    results = list(small.iter_embed(inputs, chunk_size=2, batch_size=2))
+    assert [r.index for r in results] == [0, 1, 2, 3]
+    assert [r.source for r in results] == [str(p) for p in inputs]
+    assert isinstance(results[1].error, FileNotFoundError) and results[1].embedding is None
+    assert isinstance(results[2].error, ValueError) and "short.wav" in str(results[2].error)
+    good = small.embed([real_files[0], real_files[1]])
+    np.testing.assert_allclose(results[0].embedding, good[0], atol=1e-4)
+    np.testing.assert_allclose(results[3].embedding, good[1], atol=1e-4)
+
+
+def test_input_validation(small: Embedder, sine_wave: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="sample_rate is required"):
+        small.embed(sine_wave)
+    with pytest.raises(ValueError, match="sample_rate is required"):
+        small.embed([sine_wave])
+    with pytest.raises(ValueError, match="lengths must be integers"):
+        small.embed(np.stack([sine_wave, sine_wave]), 16000, lengths=np.array([16000, 20000]))
+    with pytest.raises(ValueError, match="lengths must have shape"):
+        small.embed(np.stack([sine_wave, sine_wave]), 16000, lengths=np.array([16000]))
+    with pytest.raises(ValueError, match="only valid with a"):
+        small.embed(sine_wave, 16000, lengths=np.array([100]))
+    with pytest.raises(ValueError, match="1-D waveforms"):
+        small.embed([np.stack([sine_wave, sine_wave])], 16000)
+    with pytest.raises(TypeError, match="input\\[0\\]"):
+        small.embed([3.5])
+    with pytest.raises(io.AudioError, match="input.*NaN"):
+        small.embed(np.full(16000, np.nan, dtype=np.float32), 16000)
+    assert small.embed([], 16000).shape == (0, small.embed_dim)
+
+
+def test_options_are_validated(small: Embedder) -> None:
+    with pytest.raises(ValueError, match="hop_s"):
+        Embedder(small.model, window_s=2.0, hop_s=3.0)
+    with pytest.raises(ValueError, match="vad must be"):
+        Embedder(small.model, vad="webrtc")
+    with pytest.raises(ValueError, match="min_speech_s"):
+        Embedder(small.model, min_speech_s=-1)
+    with pytest.raises(ValueError, match="window_s"):
+        Embedder(small.model, window_s=1e-4)
+
+
+def test_embed_speaker_and_verify(small: Embedder, real_files: list[Path]) -> None:
+    rows = small.embed(real_files[:2])
+    spk = small.embed_speaker(real_files[:2])
+    assert spk.shape == (small.embed_dim,)
+    np.testing.assert_allclose(spk, rows.mean(0) / np.linalg.norm(rows.mean(0)), atol=1e-5)
+    with pytest.raises(ValueError, match="at least one"):
+        small.embed_speaker([])
+
+    with pytest.raises(ValueError, match="threshold"):
+        small.verify(real_files[0], real_files[1])
+    score = similarity(rows[0], rows[1])
+    assert small.verify(real_files[0], real_files[1], threshold=score - 1e-3) == pytest.approx(
+        (score, True), abs=1e-4
+    )
+    carded = Embedder(small.model, card={"thresholds": {"eer": score + 1e-3}})
+    got_score, same = carded.verify(real_files[0], real_files[1])
+    assert got_score == pytest.approx(score, abs=1e-4) and same is False
+
+
+def test_similarity_shapes_and_values() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 8)), rng.standard_normal((5, 8))
+    expected = (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (
+        b / np.linalg.norm(b, axis=1, keepdims=True)
+    ).T
+    scores = similarity(a, b)
+    assert scores.shape == (3, 5)
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    assert isinstance(similarity(a[0], b[1]), float)
+    assert similarity(a[0], 2 * a[0]) == pytest.approx(1.0)
+    assert similarity(torch.from_numpy(a[1]), b).shape == (5,)
+    with pytest.raises(ValueError, match="same D"):
+        similarity(a, b[:, :4])
+    with pytest.raises(ValueError, match="zero vector"):
+        similarity(np.zeros(8), b[0])
+
+
+def test_device_and_repr(models: dict) -> None:
+    name = next(iter(models))
+    embedder = Embedder(models[name], device="cpu", card={"name": "demo"})
+    assert embedder.device == torch.device("cpu")
+    assert "demo" in repr(embedder) and str(embedder.sample_rate) in repr(embedder)
+    assert embedder.model.training is False
+    assert get_model_class(name).input_kind == embedder.model.input_kind

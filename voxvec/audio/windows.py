@@ -1,0 +1,99 @@
+"""Batching helpers for waveforms: right-padding with lengths, sliding windows, random crops.
+
+All lengths, window sizes and hops are in samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def pad_batch(waves: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Tensor]:
+    """Right-pad 1-D waveforms with zeros into one batch.
+
+    Args:
+        waves: ``B >= 1`` waveforms ``(T_i,)`` (numpy arrays or tensors, any real dtype).
+
+    Returns:
+        ``(batch, lengths)``: ``batch`` float32 ``(B, max T_i)`` with zeros past each item's end,
+        on the device of the first tensor (CPU for numpy input); ``lengths`` LongTensor ``(B,)``
+        holding ``T_i`` on the same device.
+
+    Raises:
+        ValueError: ``waves`` is empty or an item is not 1-D.
+    """
+    if len(waves) == 0:
+        raise ValueError("pad_batch needs at least one waveform, got an empty sequence")
+    items = [torch.as_tensor(w) for w in waves]
+    for i, item in enumerate(items):
+        if item.dim() != 1:
+            raise ValueError(f"waveform {i} must be 1-D (T,), got shape {tuple(item.shape)}")
+    device = items[0].device
+    lengths = torch.tensor([item.shape[0] for item in items], dtype=torch.long, device=device)
+    batch = torch.zeros(len(items), int(lengths.max()), dtype=torch.float32, device=device)
+    for i, item in enumerate(items):
+        batch[i, : item.shape[0]] = item.to(device=device, dtype=torch.float32)
+    return batch, lengths
+
+
+def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
+    """Start indices of windows of ``window`` samples every ``hop`` that cover a signal.
+
+    Windows start at 0, hop, 2 * hop, ...; when the regular grid does not end exactly at the end of the
+    signal, one more window is added that ends at ``n_samples`` (so the last window always ends
+    at the end and every sample is covered). A signal of at most ``window`` samples gets the
+    single start 0 (that window is the whole, shorter signal).
+
+    Args:
+        n_samples: signal length in samples (>= 0).
+        window: window length in samples (> 0).
+        hop: distance between consecutive starts in samples (0 < hop <= window).
+
+    Returns:
+        Increasing start indices; each window is ``[start, min(start + window, n_samples))``.
+
+    Raises:
+        ValueError: an argument is outside the ranges above.
+    """
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if window <= 0:
+        raise ValueError(f"window must be > 0 samples, got {window}")
+    if not 0 < hop <= window:
+        raise ValueError(f"hop must be in (0, window={window}] samples to cover the signal, got {hop}")
+    if n_samples <= window:
+        return [0]
+    last = n_samples - window
+    starts = list(range(0, last + 1, hop))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def random_crop(wav: Tensor, n_samples: int, generator: torch.Generator | None = None) -> Tensor:
+    """A random contiguous crop of ``n_samples`` along the last (time) dimension.
+
+    Args:
+        wav: waveform ``(..., T)``.
+        n_samples: crop length in samples (> 0).
+        generator: source of randomness (CPU generator); None uses torch's global one.
+
+    Returns:
+        ``(..., n_samples)``, a view of ``wav``; ``wav`` itself when ``T <= n_samples``.
+
+    Raises:
+        ValueError: ``n_samples <= 0`` or ``wav`` is 0-D.
+    """
+    if n_samples <= 0:
+        raise ValueError(f"n_samples must be > 0, got {n_samples}")
+    if wav.dim() == 0:
+        raise ValueError("random_crop needs a waveform with a time dimension, got a scalar")
+    total = wav.shape[-1]
+    if total <= n_samples:
+        return wav
+    start = int(torch.randint(0, total - n_samples + 1, (1,), generator=generator))
+    return wav[..., start : start + n_samples]

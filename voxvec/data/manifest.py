@@ -1,0 +1,162 @@
+"""``path,speaker`` CSV manifests: the training and evaluation file lists.
+
+A manifest is a CSV file whose header names (at least) the columns ``path`` and ``speaker``; each
+row is one audio file and the id of the person speaking in it. Relative paths are relative to the
+folder holding the CSV, so a corpus folder with its manifest can be moved as one.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REQUIRED_COLUMNS = ("path", "speaker")
+
+
+@dataclass(frozen=True)
+class ManifestItem:
+    """One audio file and its speaker id."""
+
+    path: Path
+    speaker: str
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
+    """Read a ``path,speaker`` CSV.
+
+    Extra columns are ignored. Relative paths are resolved against the CSV's folder; absolute
+    paths are kept. The files themselves are not checked.
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        The items in file order.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the header lacks ``path`` or ``speaker``, or a row (named by its line number)
+            has an empty path or speaker or the wrong number of fields.
+    """
+    csv_path = Path(path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"manifest not found: {csv_path}")
+    folder = csv_path.parent
+    items: list[ManifestItem] = []
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{csv_path}: empty file; expected a header line 'path,speaker'")
+        header = [name.strip() for name in header]
+        missing = [name for name in REQUIRED_COLUMNS if name not in header]
+        if missing:
+            raise ValueError(
+                f"{csv_path}: header {header} lacks column(s) {missing}; "
+                "expected a header line 'path,speaker'"
+            )
+        i_path, i_speaker = header.index("path"), header.index("speaker")
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not field.strip() for field in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{csv_path}, line {line}: {len(row)} field(s), the header has "
+                    f"{len(header)} ({','.join(header)}); quote paths that contain commas"
+                )
+            raw_path, speaker = row[i_path].strip(), row[i_speaker].strip()
+            if not raw_path or not speaker:
+                raise ValueError(f"{csv_path}, line {line}: empty path or speaker in {row}")
+            items.append(ManifestItem(folder / raw_path, speaker))
+    return items
+
+
+def write_manifest(
+    items: Iterable[ManifestItem],
+    path: str | os.PathLike[str],
+    relative_to: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write items as a ``path,speaker`` CSV (atomically: a temporary file, then a rename).
+
+    Args:
+        items: the files and their speakers.
+        path: the CSV to write; its folder is created if needed.
+        relative_to: write paths relative to this folder (with ``..`` where needed); usually the
+            CSV's own folder, so that :func:`read_manifest` finds the files again. None writes
+            the paths as they are.
+
+    Raises:
+        ValueError: an item has an empty speaker id.
+    """
+    csv_path = Path(path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    base = None if relative_to is None else os.path.abspath(relative_to)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{csv_path.name}.", dir=csv_path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(REQUIRED_COLUMNS)
+            for item in items:
+                if not item.speaker:
+                    raise ValueError(f"empty speaker id for {item.path}")
+                out = str(item.path) if base is None else os.path.relpath(item.path, base)
+                writer.writerow((out, item.speaker))
+        os.replace(tmp_name, csv_path)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+
+
+def group_by_speaker(items: Iterable[ManifestItem]) -> dict[str, list[ManifestItem]]:
+    """Items grouped by speaker id, speakers in first-seen order, files in input order."""
+    groups: dict[str, list[ManifestItem]] = {}
+    for item in items:
+        groups.setdefault(item.speaker, []).append(item)
+    return groups
+
+
+def split_by_speaker(
+    items: Sequence[ManifestItem], n_valid: int, n_test: int = 0, seed: int = 0
+) -> tuple[list[ManifestItem], list[ManifestItem], list[ManifestItem]]:
+    """Split items into speaker-disjoint train, valid and test parts.
+
+    Speakers are shuffled with ``seed`` (from their sorted ids, so the input order does not
+    matter); the first ``n_test`` go to test, the next ``n_valid`` to valid and the rest to train.
+
+    Args:
+        items: the files to split.
+        n_valid: number of validation speakers (>= 0).
+        n_test: number of test speakers (>= 0).
+        seed: seed of the speaker shuffle.
+
+    Returns:
+        ``(train, valid, test)`` items, each in input order; no speaker is in two of them.
+
+    Raises:
+        ValueError: a negative count, or fewer than ``n_valid + n_test + 1`` speakers (train
+            must keep at least one).
+    """
+    if n_valid < 0 or n_test < 0:
+        raise ValueError(f"speaker counts must be >= 0, got n_valid={n_valid}, n_test={n_test}")
+    speakers = sorted({item.speaker for item in items})
+    if n_valid + n_test >= len(speakers):
+        raise ValueError(
+            f"cannot hold out {n_valid} validation + {n_test} test speakers from "
+            f"{len(speakers)}: at least one speaker must remain for training"
+        )
+    order = np.random.default_rng(seed).permutation(len(speakers))
+    shuffled = [speakers[i] for i in order]
+    test = set(shuffled[:n_test])
+    valid = set(shuffled[n_test : n_test + n_valid])
+    parts: tuple[list[ManifestItem], list[ManifestItem], list[ManifestItem]] = ([], [], [])
+    for item in items:
+        part = 2 if item.speaker in test else 1 if item.speaker in valid else 0
+        parts[part].append(item)
+    return parts
