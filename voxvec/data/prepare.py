@@ -97,7 +97,9 @@ class PrepareReport:
             name = f"-> {self.outputs[split]}"
             lines.append(f"{name:<40} {n_files:>9} {n_speakers:>9}")
         if self.unreadable:
-            lines.append(f"{len(self.unreadable)} file(s) left out, listed in {self.unreadable_csv}")
+            lines.append(
+                f"{len(self.unreadable)} file(s) left out, listed in {self.unreadable_csv}"
+            )
         return "\n".join(lines)
 
 
@@ -159,8 +161,10 @@ def scan_librispeech(root: str | os.PathLike[str]) -> CorpusScan:
     ]
     if not items:
         raise _nothing_found(
-            "LibriSpeech", base, "<root>/<subset>/<speaker>/<chapter>/*.flac or, with root a "
-            "subset such as train-clean-100, <root>/<speaker>/<chapter>/*.flac"
+            "LibriSpeech",
+            base,
+            "<root>/<subset>/<speaker>/<chapter>/*.flac or, with root a "
+            "subset such as train-clean-100, <root>/<speaker>/<chapter>/*.flac",
         )
     return CorpusScan("librispeech", base, sorted(items, key=lambda i: i.path))
 
@@ -191,8 +195,9 @@ def scan_vctk(root: str | os.PathLike[str], mic: str = "mic1") -> CorpusScan:
                 items.append(ManifestItem(path, f"vctk-{speaker.name}"))
     if not items:
         raise _nothing_found(
-            "VCTK", base, f"<root>/wav48_silence_trimmed/<speaker>/*{suffix} or "
-            "<root>/wav48/<speaker>/*.wav"
+            "VCTK",
+            base,
+            f"<root>/wav48_silence_trimmed/<speaker>/*{suffix} or <root>/wav48/<speaker>/*.wav",
         )
     return CorpusScan("vctk", base, sorted(items, key=lambda i: i.path))
 
@@ -242,9 +247,11 @@ def scan_commonvoice(root: str | os.PathLike[str], tsv_name: str = "validated.ts
         ValueError: no TSV found, a TSV lacks the columns, or no clip was found.
     """
     base = _check_root(root, "Common Voice")
-    locales = [base] if (base / tsv_name).is_file() else [
-        d for d in _subdirs(base) if (d / tsv_name).is_file()
-    ]
+    locales = (
+        [base]
+        if (base / tsv_name).is_file()
+        else [d for d in _subdirs(base) if (d / tsv_name).is_file()]
+    )
     if not locales:
         raise _nothing_found(
             "Common Voice", base, f"<root>/{tsv_name} and <root>/clips/, or <root>/<locale>/..."
@@ -254,8 +261,10 @@ def scan_commonvoice(root: str | os.PathLike[str], tsv_name: str = "validated.ts
     unreadable = [entry for s in scans for entry in s.unreadable]
     if not items:
         raise _nothing_found(
-            "Common Voice", base, f"clips listed in {tsv_name} to exist in clips/ "
-            f"({len(unreadable)} listed clip(s) missing)"
+            "Common Voice",
+            base,
+            f"clips listed in {tsv_name} to exist in clips/ "
+            f"({len(unreadable)} listed clip(s) missing)",
         )
     return CorpusScan("commonvoice", base, items, unreadable)
 
@@ -297,7 +306,9 @@ def scan_voxceleb(root: str | os.PathLike[str], corpus: str = "vox1") -> CorpusS
     if n_aac:
         logger.warning(
             "%s: %d AAC (.m4a) file(s); libsndfile cannot decode AAC, convert them to WAV or "
-            "FLAC (e.g. with ffmpeg) before training", base, n_aac
+            "FLAC (e.g. with ffmpeg) before training",
+            base,
+            n_aac,
         )
     return CorpusScan(corpus, base, sorted(items, key=lambda i: i.path))
 
@@ -432,8 +443,9 @@ def prepare(
     scans = []
     for kind, root in sources:
         scan = scanners[kind](Path(root))
-        logger.info("%s %s: %d files, %d speakers", kind, scan.root, len(scan.items),
-                    scan.n_speakers)
+        logger.info(
+            "%s %s: %d files, %d speakers", kind, scan.root, len(scan.items), scan.n_speakers
+        )
         scans.append(scan)
     items = _dedupe(item for scan in scans for item in scan.items)
     unreadable = [entry for scan in scans for entry in scan.unreadable]

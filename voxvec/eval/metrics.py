@@ -77,8 +77,8 @@ def _eer_from_rates(far: Float, frr: Float, thresholds: Float) -> tuple[float, f
     alpha = diff[i] / (diff[i] - diff[i + 1])
     eer = frr[i] + alpha * (frr[i + 1] - frr[i])
     upper = thresholds[i + 1]
-    threshold = thresholds[i] if not np.isfinite(upper) else thresholds[i] + alpha * (
-        upper - thresholds[i]
+    threshold = (
+        thresholds[i] if not np.isfinite(upper) else thresholds[i] + alpha * (upper - thresholds[i])
     )
     return float(eer), float(threshold)
 

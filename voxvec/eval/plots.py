@@ -60,8 +60,11 @@ def project_2d(embeddings: np.ndarray, method: str = "umap", seed: int = 0) -> n
         except ImportError as err:
             raise _missing("scikit-learn", err) from err
         reducer = TSNE(
-            n_components=2, perplexity=min(30.0, (n - 1) / 3), metric="cosine",
-            init="pca", random_state=seed,
+            n_components=2,
+            perplexity=min(30.0, (n - 1) / 3),
+            metric="cosine",
+            init="pca",
+            random_state=seed,
         )
     return np.asarray(reducer.fit_transform(x), dtype=np.float64)
 

@@ -208,7 +208,9 @@ def generate_trials(
             if wanted > available:
                 logger.warning(
                     "asked for %d %s trials but the manifest has only %d: taking all of them",
-                    wanted, kind, available,
+                    wanted,
+                    kind,
+                    available,
                 )
     targets = _target_pairs(groups, n_target, rng)
     nontargets = _nontarget_pairs(speaker, n_nontarget, n_nontarget_available, rng)

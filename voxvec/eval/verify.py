@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,9 +27,13 @@ DEFAULT_P_TARGETS = (0.01, 0.05)
 
 
 class SupportsEmbed(Protocol):
-    """Anything with ``embed(list_of_paths, batch_size=...) -> (N, D)`` (e.g. ``Embedder``)."""
+    """What evaluation needs of a model wrapper: :meth:`voxvec.inference.Embedder.iter_embed`.
 
-    def embed(self, *args: Any, **kwargs: Any) -> np.ndarray: ...
+    ``iter_embed(list_of_paths, batch_size=...)`` yields, per input and in order, a result with
+    ``embedding`` (``(D,)`` or None) and ``error`` (the exception or None).
+    """
+
+    def iter_embed(self, *args: Any, **kwargs: Any) -> Iterator[Any]: ...
 
 
 def path_key(path: str | os.PathLike[str]) -> str:
@@ -47,41 +50,36 @@ def embed_files(
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Embed each distinct file once, in batches; files that fail are reported, not fatal.
 
-    A batch that raises is retried one file at a time so that only the bad files are lost.
-
     Args:
         embedder: the model wrapper (``voxvec.inference.Embedder``).
         paths: audio files (duplicates are embedded once).
-        batch_size: files per call to ``embedder.embed``.
+        batch_size: inputs (or windows of long inputs) per forward pass.
         progress: show a progress bar.
 
     Returns:
         ``(embeddings, failures)``: :func:`path_key` -> ``(D,)`` embedding, and
-        :func:`path_key` -> error message for the files that could not be embedded.
+        :func:`path_key` -> error message for the files that could not be embedded (missing,
+        unreadable, too short).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     keys = list(dict.fromkeys(path_key(p) for p in paths))
     embeddings: dict[str, np.ndarray] = {}
     failures: dict[str, str] = {}
-    with tqdm(total=len(keys), desc="embedding", unit="file", disable=not progress) as bar:
-        for start in range(0, len(keys), batch_size):
-            chunk = keys[start : start + batch_size]
-            try:
-                embeddings.update(zip(chunk, embedder.embed(chunk, batch_size=batch_size), strict=True))
-            except (OSError, ValueError, RuntimeError):
-                for key in chunk:
-                    try:
-                        embeddings[key] = embedder.embed([key], batch_size=1)[0]
-                    except (OSError, ValueError, RuntimeError) as err:
-                        failures[key] = f"{type(err).__name__}: {err}"
-                        logger.warning("cannot embed %s: %s", key, failures[key])
-            bar.update(len(chunk))
+    results = embedder.iter_embed(keys, batch_size=batch_size)
+    for key, result in zip(
+        keys,
+        tqdm(results, total=len(keys), desc="embedding", unit="file", disable=not progress),
+        strict=True,
+    ):
+        if result.error is None:
+            embeddings[key] = np.asarray(result.embedding)
+        else:
+            failures[key] = f"{type(result.error).__name__}: {result.error}"
+            logger.warning("cannot embed %s: %s", key, failures[key])
     return embeddings, failures
 
 
 def score_trials(
-    embeddings: Mapping[str, np.ndarray] | Mapping[Path, np.ndarray], trials: Sequence[Trial]
+    embeddings: Mapping[Any, np.ndarray], trials: Sequence[Trial]
 ) -> np.ndarray:
     """Cosine similarity of each trial's two embeddings.
 
@@ -185,8 +183,13 @@ def compute_metrics(
     ci = None
     if n_bootstrap > 0:
         ci = metrics.eer_confidence_interval(
-            scores, labels, speakers1, speakers2,
-            n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+            scores,
+            labels,
+            speakers1,
+            speakers2,
+            n_bootstrap=n_bootstrap,
+            confidence=confidence,
+            seed=seed,
         )
     far_threshold = metrics.threshold_at_far(scores, labels, far)
     return Metrics(
@@ -263,8 +266,7 @@ class VerificationReport:
             (
                 f"EER {pct} CI (%)",
                 [
-                    "-" if m.eer_ci is None
-                    else f"{m.eer_ci[0] * 100:.2f}-{m.eer_ci[1] * 100:.2f}"
+                    "-" if m.eer_ci is None else f"{m.eer_ci[0] * 100:.2f}-{m.eer_ci[1] * 100:.2f}"
                     for _, m in columns
                 ],
             ),
@@ -286,10 +288,14 @@ class VerificationReport:
         return "\n".join(lines)
 
 
-def _speakers_of_trial_files(
-    items: Sequence[ManifestItem], trials: Sequence[Trial]
-) -> dict[str, str]:
-    """:func:`path_key` -> speaker for the manifest; ValueError if a trial file is not in it."""
+def trial_speakers(items: Sequence[ManifestItem], trials: Sequence[Trial]) -> dict[str, str]:
+    """The manifest as :func:`path_key` -> speaker, checking that it lists every trial file.
+
+    Call it before embedding to fail fast on a trial list that does not match the manifest.
+
+    Raises:
+        ValueError: a trial file is not in the manifest (the message shows a few).
+    """
     speaker_of = {path_key(item.path): item.speaker for item in items}
     missing = sorted({path_key(p) for t in trials for p in (t.path1, t.path2)} - speaker_of.keys())
     if missing:
@@ -338,8 +344,10 @@ def evaluate_embeddings(
         KeyError: a trial file is neither embedded nor in ``failed_files``.
     """
     failed = dict(failed_files or {})
-    speaker_of = _speakers_of_trial_files(items, trials)
-    kept = [t for t in trials if path_key(t.path1) not in failed and path_key(t.path2) not in failed]
+    speaker_of = trial_speakers(items, trials)
+    kept = [
+        t for t in trials if path_key(t.path1) not in failed and path_key(t.path2) not in failed
+    ]
     if len(kept) < len(trials):
         logger.warning("dropped %d trial(s) with a file that failed", len(trials) - len(kept))
     if not kept:
@@ -348,8 +356,11 @@ def evaluate_embeddings(
     speakers1 = [speaker_of[path_key(t.path1)] for t in kept]
     speakers2 = [speaker_of[path_key(t.path2)] for t in kept]
     options: dict[str, Any] = {
-        "p_targets": p_targets, "far": far, "n_bootstrap": n_bootstrap,
-        "confidence": confidence, "seed": seed,
+        "p_targets": p_targets,
+        "far": far,
+        "n_bootstrap": n_bootstrap,
+        "confidence": confidence,
+        "seed": seed,
     }
     scores = score_trials(embeddings, kept)
     raw = compute_metrics(scores, labels, speakers1, speakers2, **options)
@@ -363,8 +374,11 @@ def evaluate_embeddings(
         i2 = np.array([row[path_key(t.path2)] for t in kept], dtype=np.int64)
         normed = norm.as_norm(scores, (mean[i1], std[i1]), (mean[i2], std[i2]))
         normalized = compute_metrics(normed, labels, speakers1, speakers2, **options)
-        normalization = {"method": "as-norm", "top_k": min(top_k, len(cohort)),
-                         "cohort_size": len(cohort)}
+        normalization = {
+            "method": "as-norm",
+            "top_k": min(top_k, len(cohort)),
+            "cohort_size": len(cohort),
+        }
 
     return VerificationReport(
         n_files=len({path_key(p) for t in kept for p in (t.path1, t.path2)}),
@@ -396,7 +410,7 @@ def cohort_embeddings(
         cohort_items: the cohort files (speakers that are not in the test set).
         exclude_speakers: speakers to leave out of the cohort (the test speakers); a warning
             says how many were found.
-        batch_size: files per call to ``embedder.embed``.
+        batch_size: inputs (or windows of long inputs) per forward pass.
         progress: show a progress bar.
 
     Returns:
@@ -447,7 +461,7 @@ def evaluate(
         cohort_items: a cohort manifest for AS-norm (speakers disjoint from the test set;
             overlapping ones are left out); None skips normalisation.
         top_k: AS-norm cohort size per side.
-        batch_size: files per call to ``embedder.embed``.
+        batch_size: inputs (or windows of long inputs) per forward pass.
         progress: show a progress bar.
         p_targets: priors at which to report minDCF.
         far: false-accept rate of the reported fixed-FAR threshold.
@@ -461,16 +475,28 @@ def evaluate(
     Raises:
         ValueError: a trial file is not in the manifest, or too few trials are left.
     """
-    _speakers_of_trial_files(items, trials)
+    trial_speakers(items, trials)
     paths = [p for t in trials for p in (t.path1, t.path2)]
     embeddings, failures = embed_files(embedder, paths, batch_size=batch_size, progress=progress)
     cohort = None
     if cohort_items is not None:
         cohort = cohort_embeddings(
-            embedder, cohort_items, exclude_speakers=sorted({item.speaker for item in items}),
-            batch_size=batch_size, progress=progress,
+            embedder,
+            cohort_items,
+            exclude_speakers=sorted({item.speaker for item in items}),
+            batch_size=batch_size,
+            progress=progress,
         )
     return evaluate_embeddings(
-        embeddings, items, trials, failed_files=failures, cohort=cohort, top_k=top_k,
-        p_targets=p_targets, far=far, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+        embeddings,
+        items,
+        trials,
+        failed_files=failures,
+        cohort=cohort,
+        top_k=top_k,
+        p_targets=p_targets,
+        far=far,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
     )

@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import os
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +104,9 @@ class TrainConfig:
     weight_decay: float = _doc(
         "AdamW decoupled weight decay (on weight matrices; never on biases, norms, GE2E w/b)", 0.01
     )
-    grad_clip: float = _doc("clip the gradient norm of the model (and, apart, the loss) to this", 1.0)
+    grad_clip: float = _doc(
+        "clip the gradient norm of the model (and, apart, the loss) to this", 1.0
+    )
     precision: str = _doc("fp32, fp16 (CUDA only, with a grad scaler) or bf16 (autocast)", "fp32")
     compile: bool = _doc("torch.compile the model", False)
     seed: int = _doc("seed of the model initialisation, sampling, crops and augmentation", 1775)
@@ -117,7 +120,9 @@ class TrainConfig:
     valid_max_s: float = _doc(
         "validation utterances are cut to their centre valid_max_s seconds before embedding", 8.0
     )
-    checkpoint_interval: int = _doc("steps between checkpoints (one is always written at the end)", 2500)
+    checkpoint_interval: int = _doc(
+        "steps between checkpoints (one is always written at the end)", 2500
+    )
     keep_last_k: int = _doc("checkpoints kept in checkpoint_path (older ones are deleted)", 3)
     resume: str = _doc(
         "auto: continue from the latest checkpoint in checkpoint_path if there is one; never: "
@@ -170,7 +175,12 @@ class TrainConfig:
                 f"speed_factors must be positive and != 1.0, got {list(self.speed_factors)}",
             ),
         ]
-        for name in ("log_interval", "console_interval", "validation_interval", "checkpoint_interval"):
+        for name in (
+            "log_interval",
+            "console_interval",
+            "validation_interval",
+            "checkpoint_interval",
+        ):
             value = getattr(self, name)
             checks.append((value >= 1, f"{name} must be >= 1, got {value}"))
         for ok, message in checks:
@@ -182,9 +192,7 @@ def _omegaconf() -> Any:
     try:
         import omegaconf
     except ImportError as err:
-        raise ImportError(
-            "training configs need omegaconf: pip install 'voxvec[train]'"
-        ) from err
+        raise ImportError("training configs need omegaconf: pip install 'voxvec[train]'") from err
     return omegaconf
 
 
@@ -288,7 +296,8 @@ def config_help() -> str:
 def _help_lines(name: str, f: dataclasses.Field[Any], default: Any, text: str) -> list[str]:
     type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     shown = default if isinstance(default, str) and default else repr(default)
-    return [f"  {name} ({type_name}, default {shown})", *([f"      {text}"] if text else [])]
+    body = textwrap.wrap(text, width=92, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return [f"  {name} ({type_name}, default {shown})", *body]
 
 
 def _attribute_docs(docstring: str) -> dict[str, str]:

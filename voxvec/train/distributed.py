@@ -102,7 +102,9 @@ def init_distributed(device: str = "auto") -> DistInfo:
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
-        logger.info("rank %d/%d joined the %s process group on %s", rank, world_size, backend, resolved)
+        logger.info(
+            "rank %d/%d joined the %s process group on %s", rank, world_size, backend, resolved
+        )
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
 
 

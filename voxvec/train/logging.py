@@ -90,20 +90,24 @@ class RunLogger:
                 "training logs need tensorboard: pip install 'voxvec[train]'"
             ) from err
         self.writer = SummaryWriter(str(log_dir))
-        self.smooth_loss: float | None = None
         show = sys.stderr.isatty() if progress is None else progress
         self.bar: Any = None
         if show:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True
+            )
 
-    def step(self, step: int, loss: float) -> None:
-        """Advance the progress bar and the smoothed loss after optimiser step ``step``."""
-        self.smooth_loss = loss if self.smooth_loss is None else 0.9 * self.smooth_loss + 0.1 * loss
+    def advance(self) -> None:
+        """Move the progress bar on by one optimiser step."""
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{self.smooth_loss:.3f}", refresh=False)
+
+    def set_postfix(self, **values: float) -> None:
+        """Show ``values`` (e.g. the latest mean loss) beside the progress bar."""
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Write ``values`` (tag -> number) to tensorboard at ``step``."""
@@ -117,7 +121,9 @@ class RunLogger:
         else:
             logger.info(message)
 
-    def embeddings(self, step: int, embeddings: Tensor, labels: np.ndarray, names: list[str]) -> None:
+    def embeddings(
+        self, step: int, embeddings: Tensor, labels: np.ndarray, names: list[str]
+    ) -> None:
         """A PCA scatter image and the tensorboard projector entry for validation embeddings."""
         self.writer.add_image("validation/projection", projection_image(embeddings, labels), step)
         self.writer.add_embedding(embeddings.float().cpu(), metadata=names, global_step=step)

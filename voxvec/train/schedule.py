@@ -57,7 +57,9 @@ class LRSchedule:
         progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
         if self.kind == "one_cycle":
             return self.max_lr + (self.end_lr - self.max_lr) * progress
-        return self.end_lr + 0.5 * (self.max_lr - self.end_lr) * (1.0 + math.cos(math.pi * progress))
+        return self.end_lr + 0.5 * (self.max_lr - self.end_lr) * (
+            1.0 + math.cos(math.pi * progress)
+        )
 
 
 def margin_at(step: int, margin: float, warmup_pct: float, total_steps: int) -> float:

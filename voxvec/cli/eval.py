@@ -1,0 +1,159 @@
+"""Evaluate speaker verification: EER, minDCF and a speaker-bootstrap confidence interval.
+
+Every file named by the trials is embedded once (in batches); a file that cannot be embedded is
+reported and its trials are dropped. Trials come from a VoxCeleb-style list (--trials: lines
+"label path1 path2", 1 = same speaker) or are generated from the manifest: every pair of files,
+or with --n-trials a seeded random sample with --target-ratio same-speaker pairs (save it with
+--write-trials so others score the same trials). Every trial file must be in the manifest, which
+gives the speakers for the confidence interval: the EER is recomputed on 1000 resamplings of
+the speakers (with replacement) and the middle 95% of those EERs is reported.
+
+examples:
+  voxvec eval --model convgru_embedder --manifest test.csv --n-trials 20000 \\
+      --write-trials trials.txt --json report.json
+  voxvec eval --model run/model.safetensors --manifest vox1_test.csv \\
+      --trials veri_test2.txt --trials-root /data/vox1/wav --cohort cohort.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from voxvec.data.manifest import read_manifest
+from voxvec.eval.plots import METHODS, plot_embeddings
+from voxvec.eval.trials import generate_trials, read_trials, write_trials
+from voxvec.eval.verify import (
+    cohort_embeddings,
+    embed_files,
+    evaluate_embeddings,
+    path_key,
+    trial_speakers,
+)
+
+HELP = "evaluate verification (EER, minDCF, bootstrap CI) on a path,speaker manifest"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Attach the options of ``voxvec eval``."""
+    parser.add_argument(
+        "--model", default=None, metavar="NAME|PATH",
+        help="pretrained model name or .safetensors bundle (default: the default model)",
+    )
+    parser.add_argument("--manifest", required=True, help="path,speaker CSV of the test files")
+    trials = parser.add_mutually_exclusive_group()
+    trials.add_argument("--trials", metavar="FILE", help="trial list: 'label path1 path2' lines")
+    trials.add_argument(
+        "--n-trials", type=int, metavar="N",
+        help="generate N random trials from the manifest (default: all pairs of files)",
+    )
+    parser.add_argument(
+        "--trials-root", metavar="DIR",
+        help="folder that relative trial paths are relative to (default: the trial file's)",
+    )
+    parser.add_argument(
+        "--target-ratio", type=float, default=0.5, metavar="R",
+        help="fraction of same-speaker trials among --n-trials (default: 0.5)",
+    )
+    parser.add_argument("--write-trials", metavar="FILE", help="save the generated trials here")
+    parser.add_argument(
+        "--cohort", metavar="CSV",
+        help="path,speaker CSV of cohort speakers (not the test speakers) for AS-norm",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=200, help="AS-norm cohort speakers per side (default: 200)"
+    )
+    parser.add_argument("--plot", metavar="FILE.png", help="write a 2-D projection of embeddings")
+    parser.add_argument(
+        "--plot-method", choices=METHODS, default="umap", help="projection method (default: umap)"
+    )
+    parser.add_argument(
+        "--plot-speakers", type=int, default=20, metavar="N",
+        help="speakers shown in the plot (default: 20)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    parser.add_argument(
+        "--n-bootstrap", type=int, default=1000,
+        help="bootstrap rounds for the EER interval; 0 skips it (default: 1000)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of trial sampling and bootstrap (default: 0)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)"
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, embed, score, print the table; optionally write JSON, trials, a plot."""
+    import voxvec
+
+    items = read_manifest(args.manifest)
+    if args.trials is not None:
+        if args.write_trials:
+            raise ValueError("--write-trials saves generated trials; it cannot go with --trials")
+        trials = read_trials(args.trials, root=args.trials_root)
+        source = str(args.trials)
+    else:
+        trials = generate_trials(items, args.n_trials, args.target_ratio, seed=args.seed)
+        source = "all pairs" if args.n_trials is None else f"{args.n_trials} sampled"
+        if args.write_trials:
+            write_trials(trials, args.write_trials, relative_to=Path(args.write_trials).parent)
+    trial_speakers(items, trials)
+
+    progress = sys.stderr.isatty()
+    embedder = voxvec.load(args.model, device=args.device)
+    embeddings, failures = embed_files(
+        embedder,
+        [p for t in trials for p in (t.path1, t.path2)],
+        batch_size=args.batch_size,
+        progress=progress,
+    )
+    cohort = None
+    if args.cohort:
+        cohort = cohort_embeddings(
+            embedder,
+            read_manifest(args.cohort),
+            exclude_speakers=sorted({item.speaker for item in items}),
+            batch_size=args.batch_size,
+            progress=progress,
+        )
+    report = evaluate_embeddings(
+        embeddings,
+        items,
+        trials,
+        failed_files=failures,
+        cohort=cohort,
+        top_k=args.top_k,
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+    )
+    print(report.format_table())
+
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "model": args.model,
+            "manifest": str(args.manifest),
+            "trials": source,
+            "cohort": args.cohort,
+            **report.to_dict(),
+        }
+        out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        print(f"report written to {out}")
+    if args.plot:
+        shown = [item for item in items if path_key(item.path) in embeddings]
+        written = plot_embeddings(
+            [embeddings[path_key(item.path)] for item in shown],
+            [item.speaker for item in shown],
+            args.plot,
+            method=args.plot_method,
+            max_speakers=args.plot_speakers,
+            seed=args.seed,
+        )
+        print(f"plot written to {written}")
+    return 0

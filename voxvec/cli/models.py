@@ -1,0 +1,79 @@
+"""List the model architectures and the pretrained models.
+
+Architectures are what `voxvec train` and voxvec.registry.create_model build (untrained);
+pretrained models are what --model and voxvec.load accept by name. For each: sample rate, input
+kind (raw waveform or log-mel), parameter count and float32 size, and for pretrained models
+whether the weights are on this machine (bundled, or already downloaded into the torch hub
+cache) or will be downloaded on first use.
+
+examples:
+  voxvec models
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voxvec.pretrained import PretrainedSpec
+
+HELP = "list model architectures and pretrained models (rate, input, size, availability)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``voxvec models`` takes no options beyond --help."""
+
+
+def _size(n_params: int) -> tuple[str, str]:
+    """Parameter count in millions and float32 size in MiB."""
+    return f"{n_params / 1e6:.1f}M", f"{n_params * 4 / 2**20:.1f} MB"
+
+
+def _weights_status(spec: PretrainedSpec) -> str:
+    """Where a pretrained model's weights are: bundled, cached (usable offline) or to download."""
+    import torch
+
+    if spec.asset is not None:
+        return "bundled" if Path(spec.source).is_file() else "missing"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / spec.filename
+    return "cached" if cached.is_file() else "download"
+
+
+def table() -> list[list[str]]:
+    """Rows (with a header row) describing every architecture and pretrained model."""
+    from voxvec.pretrained import list_pretrained
+    from voxvec.registry import create_model, list_models
+
+    rows = [["name", "type", "arch", "rate", "input", "params", "size", "weights"]]
+    for name in list_models():
+        model = create_model(name)
+        n_params = sum(p.numel() for p in model.parameters())
+        params, size = _size(n_params)
+        rate, kind = str(model.sample_rate), model.input_kind
+        rows.append([name, "architecture", name, rate, kind, params, size, "untrained"])
+    for spec in list_pretrained():
+        params, size = _size(spec.n_params)
+        rows.append(
+            [
+                spec.name,
+                "pretrained",
+                spec.arch,
+                str(spec.sample_rate),
+                spec.input_kind,
+                params,
+                size,
+                _weights_status(spec),
+            ]
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table."""
+    rows = table()
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0

@@ -1,0 +1,229 @@
+"""torch.hub entry points with the original "simple speaker embeddings" contracts.
+
+``hubconf.py`` at the repository root re-exports the public functions here, so
+
+>>> model = torch.hub.load("<owner>/voxvec", "convgru_embedder")       # or a local checkout:
+>>> model = torch.hub.load("/path/to/voxvec", "gru_embedder", source="local")
+
+gives the original's modules: :class:`GRUEmbedder` (log-mels ``(B, frames, 80)`` ->
+``(B, 256)``, with ``melspec_from_file``, ``melspec_from_array``, ``hparams`` and
+``print_hparams``) and :class:`ConvGRUEmbedder` (16 kHz waveforms ``(B, samples)`` ->
+``(B, 256)``). Each wraps a voxvec model as ``.model`` (usable with
+:class:`voxvec.inference.Embedder`), so the wrappers' parameter names are the original ones
+(``model.rnn_stack.*`` ...). Both also take an optional ``lengths`` for padded batches.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from voxvec import _resolve_device
+from voxvec.audio import io
+from voxvec.audio.features import log_mel
+from voxvec.models.base import SpeakerEncoder
+from voxvec.models.convgru import ConvGRUEncoder
+from voxvec.models.gru import MIN_LOG_VALUE, GRUEncoder
+from voxvec.pretrained import load_model, load_state_dict_strict
+from voxvec.registry import config_to_dict, create_model
+
+__all__ = [
+    "ConvGRUEmbedder",
+    "GRUEmbedder",
+    "convgru_embedder",
+    "convgru_embedder_sc09",
+    "gru_embedder",
+]
+
+
+def _print_mapping(values: dict[str, Any]) -> None:
+    # The original API prints its hyper-parameters; this is voxvec's only print.
+    for key, value in values.items():
+        print(key, ":", value)
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+class GRUEmbedder(nn.Module):
+    """The original ``gru_embedder`` module: Tacotron log-mels in, speaker embeddings out.
+
+    Args:
+        model: the voxvec GRU encoder it wraps (``self.model``).
+    """
+
+    def __init__(self, model: SpeakerEncoder) -> None:
+        super().__init__()
+        if not isinstance(model, GRUEncoder):
+            raise TypeError(f"GRUEmbedder wraps a GRUEncoder, got {type(model).__name__}")
+        self.model: GRUEncoder = model
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The spectrogram settings under the original names, plus ``min_log_value``."""
+        mel = self.model.config.mel
+        return {
+            "filter_length": mel.n_fft,
+            "hop_length": mel.hop_length,
+            "win_length": mel.win_length,
+            "n_mel_channels": mel.n_mels,
+            "sampling_rate": mel.sample_rate,
+            "mel_fmin": mel.f_min,
+            "mel_fmax": mel.f_max,
+            "min_log_value": MIN_LOG_VALUE,
+        }
+
+    def print_hparams(self) -> None:
+        """Print :attr:`hparams` to stdout, one ``name : value`` per line (as the original)."""
+        _print_mapping(self.hparams)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Embed log-mels ``x`` ``(B, frames, 80)`` (from :meth:`melspec_from_file` or
+        :meth:`melspec_from_array`; ``lengths`` ``(B,)`` valid frames) -> ``(B, 256)`` unit
+        vectors. ``x`` is moved to the model's device."""
+        device = _module_device(self.model)
+        return self.model(x.to(device), None if lengths is None else lengths.to(device))
+
+    def melspec_from_array(self, x: np.ndarray | Tensor, sample_rate: int) -> Tensor:
+        """Log-mel spectrogram of a mono waveform.
+
+        Args:
+            x: ``(samples,)`` waveform in [-1, 1] (numpy or torch; clamped to [-1, 1]).
+            sample_rate: its rate in Hz; resampled to 22050 Hz when different.
+
+        Returns:
+            ``(frames, 80)`` float32 CPU tensor of natural-log mels (unscaled: the model scales).
+
+        Raises:
+            ValueError: ``x`` is not a 1-D finite waveform.
+        """
+        if isinstance(x, Tensor):
+            x = x.detach().cpu().numpy()
+        wav = io.check_waveform(np.asarray(x), "melspec_from_array input")
+        mel = self.model.config.mel
+        wav = np.clip(io.resample(wav, sample_rate, mel.sample_rate), -1.0, 1.0)
+        feats, _ = log_mel(torch.from_numpy(wav), mel)
+        return feats[0]
+
+    def melspec_from_file(self, path: str | os.PathLike) -> Tensor:
+        """Log-mel spectrogram ``(frames, 80)`` of an audio file (any rate, resampled).
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            voxvec.audio.io.AudioError: the file cannot be decoded or holds no audio.
+        """
+        mel = self.model.config.mel
+        return self.melspec_from_array(io.load(path, mel.sample_rate), mel.sample_rate)
+
+
+class ConvGRUEmbedder(nn.Module):
+    """The original ``convgru_embedder`` module: 16 kHz waveforms in, speaker embeddings out.
+
+    Args:
+        model: the voxvec ConvGRU encoder it wraps (``self.model``).
+    """
+
+    def __init__(self, model: SpeakerEncoder) -> None:
+        super().__init__()
+        if not isinstance(model, ConvGRUEncoder):
+            raise TypeError(f"ConvGRUEmbedder wraps a ConvGRUEncoder, got {type(model).__name__}")
+        self.model: ConvGRUEncoder = model
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The model's config fields."""
+        return config_to_dict(self.model.config)
+
+    def print_hparams(self) -> None:
+        """Print :attr:`hparams` to stdout, one ``name : value`` per line."""
+        _print_mapping(self.hparams)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Embed waveforms ``x`` ``(B, samples)`` at 16 kHz (clamped to [-1, 1], moved to the
+        model's device; ``lengths`` ``(B,)`` valid samples) -> ``(B, 256)`` unit vectors."""
+        device = _module_device(self.model)
+        x = x.to(device).clamp(-1.0, 1.0)
+        return self.model(x, None if lengths is None else lengths.to(device))
+
+
+def gru_embedder(
+    pretrained: bool = True, progress: bool = True, normalize: bool = True, **kwargs: Any
+) -> GRUEmbedder:
+    """GRU embedder of the original project (VCTK, CommonVoice, LibriSpeech, VCC 2018).
+
+    Input: log-mels ``(B, frames, 80)`` of 22.05 kHz audio (``model.melspec_from_file(path)``
+    gives one ``(frames, 80)``); output: ``(B, 256)`` unit-length embeddings.
+
+    Args:
+        pretrained: load the released weights (``gru-rf5``, downloaded once).
+        progress: show a progress bar while downloading.
+        normalize: scale input log-mels inside the model (``(x + 5.76) / 5.76``); False when
+            the inputs are already scaled.
+        **kwargs: other :class:`~voxvec.models.gru.GRUConfig` fields (e.g. ``dropout``); ones
+            that change parameter shapes cannot be combined with ``pretrained=True``. (The
+            original passed these to its spectrogram loader instead.)
+
+    Returns:
+        A :class:`GRUEmbedder` in eval mode on the CPU.
+
+    Raises:
+        ValueError: an unknown config field, or one that does not fit the pretrained weights.
+    """
+    overrides = {"normalize": normalize, **kwargs}
+    if not pretrained:
+        return GRUEmbedder(create_model("gru", **overrides).eval())
+    loaded, _ = load_model("gru-rf5", progress=progress)
+    model = create_model("gru", loaded.config, **overrides)
+    load_state_dict_strict(model, loaded.state_dict(), f"gru-rf5 with {overrides}")
+    return GRUEmbedder(model.eval())
+
+
+def _convgru(
+    name: str, pretrained: bool, progress: bool, device: str | torch.device | None
+) -> ConvGRUEmbedder:
+    model = load_model(name, progress=progress)[0] if pretrained else create_model("convgru")
+    return ConvGRUEmbedder(model).to(_resolve_device(device)).eval()
+
+
+def convgru_embedder(
+    pretrained: bool = True, progress: bool = True, device: str | torch.device | None = None
+) -> ConvGRUEmbedder:
+    """ConvGRU embedder of the original project (VCTK, LibriSpeech, VoxCeleb 1 & 2).
+
+    Input: 16 kHz waveforms ``(B, samples)`` in [-1, 1]; output: ``(B, 256)`` unit-length
+    embeddings.
+
+    Args:
+        pretrained: load the released weights (``convgru-rf5``, downloaded once).
+        progress: show a progress bar while downloading.
+        device: where to put the model; None means CUDA when available, else CPU.
+
+    Returns:
+        A :class:`ConvGRUEmbedder` in eval mode on ``device``.
+    """
+    return _convgru("convgru-rf5", pretrained, progress, device)
+
+
+def convgru_embedder_sc09(
+    pretrained: bool = True, progress: bool = True, device: str | torch.device | None = None
+) -> ConvGRUEmbedder:
+    """ConvGRU embedder of the original project trained on Speech Commands digits (SC09).
+
+    Input: 16 kHz waveforms ``(B, samples)`` in [-1, 1]; output: ``(B, 256)`` unit-length
+    embeddings.
+
+    Args:
+        pretrained: load the released weights (``convgru-rf5-sc09``, downloaded once).
+        progress: show a progress bar while downloading.
+        device: where to put the model; None means CUDA when available, else CPU.
+
+    Returns:
+        A :class:`ConvGRUEmbedder` in eval mode on ``device``.
+    """
+    return _convgru("convgru-rf5-sc09", pretrained, progress, device)
