@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -41,9 +41,9 @@ from voxvec.models.base import SpeakerEncoder
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
-AudioLike = Union[PathLike, np.ndarray, Tensor]
-EmbedInput = Union[AudioLike, Sequence[AudioLike]]
+PathLike: TypeAlias = str | os.PathLike
+AudioLike: TypeAlias = PathLike | np.ndarray | Tensor
+EmbedInput: TypeAlias = AudioLike | Sequence[AudioLike]
 
 VAD_METHODS = ("energy", "silero", "auto")
 
@@ -115,6 +115,14 @@ class Embedder:
             ``vad`` is on, else their whole duration) raise a :class:`ValueError`; 0 accepts
             anything the model can take (at least ``model.min_samples``).
 
+    Attributes:
+        model: the wrapped model (eval mode).
+        card: the model card (a copy; empty when none was given).
+        window: window length in samples at :attr:`sample_rate`, or None (no windows).
+        hop: hop between windows in samples, or None.
+        vad: the VAD method (``"energy"``, ``"silero"``, ``"auto"``), or None when off.
+        min_speech_s: the least speech, in seconds, an input must hold.
+
     Raises:
         ValueError: an option is out of range.
     """
@@ -143,7 +151,9 @@ class Embedder:
         if window_s is not None:
             hop_s = window_s / 2 if hop_s is None else hop_s
             if not 0 < hop_s <= window_s:
-                raise ValueError(f"need 0 < hop_s <= window_s, got window_s={window_s}, hop_s={hop_s}")
+                raise ValueError(
+                    f"need 0 < hop_s <= window_s, got window_s={window_s}, hop_s={hop_s}"
+                )
             self.window = round(window_s * self.sample_rate)
             self.hop = max(1, round(hop_s * self.sample_rate))
             if self.window < model.min_samples:
@@ -172,7 +182,7 @@ class Embedder:
 
     @property
     def threshold(self) -> float | None:
-        """The model card's decision threshold for :meth:`verify` (``thresholds["eer"]``), or None."""
+        """The model card's threshold for :meth:`verify` (``thresholds["eer"]``), or None."""
         value = (self.card.get("thresholds") or {}).get("eer")
         return None if value is None else float(value)
 
@@ -222,11 +232,14 @@ class Embedder:
                             f"array of shape {arr.shape} (pass a (B, T) batch on its own)"
                         )
                     items.append(
-                        _Item(source=f"input[{i}]", wave=arr, sample_rate=self._need_rate(sample_rate))
+                        _Item(
+                            source=f"input[{i}]", wave=arr, sample_rate=self._need_rate(sample_rate)
+                        )
                     )
                 else:
                     raise TypeError(
-                        f"input[{i}]: expected a path, numpy array or tensor, got {type(elem).__name__}"
+                        f"input[{i}]: expected a path, numpy array or tensor, "
+                        f"got {type(elem).__name__}"
                     )
             return items
         raise TypeError(
@@ -341,7 +354,9 @@ class Embedder:
             ValueError / TypeError: the input as a whole is malformed (see :meth:`embed`).
         """
         if batch_size < 1 or chunk_size < 1:
-            raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
+            raise ValueError(
+                f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}"
+            )
         items = self._items(x, sample_rate, lengths)
         for first in range(0, len(items), chunk_size):
             chunk = items[first : first + chunk_size]
@@ -405,10 +420,11 @@ class Embedder:
         """
         if return_tensors not in ("np", "pt"):
             raise ValueError(f"return_tensors must be 'np' or 'pt', got {return_tensors!r}")
-        rows = []
+        rows: list[np.ndarray] = []
         for result in self.iter_embed(x, sample_rate, lengths=lengths, batch_size=batch_size):
             if result.error is not None:
                 raise result.error
+            assert result.embedding is not None
             rows.append(result.embedding)
         out = np.stack(rows) if rows else np.zeros((0, self.embed_dim), dtype=np.float32)
         return torch.from_numpy(out) if return_tensors == "pt" else out
@@ -470,9 +486,7 @@ class Embedder:
                 "no decision threshold: the model card has no thresholds['eer'] (calibrate one "
                 "on your data with voxvec's evaluation tools) - pass threshold=..."
             )
-        score = similarity(
-            self.embed_speaker(a, sample_rate), self.embed_speaker(b, sample_rate)
-        )
+        score = similarity(self.embed_speaker(a, sample_rate), self.embed_speaker(b, sample_rate))
         return float(score), bool(score >= threshold)
 
 
@@ -494,7 +508,8 @@ def similarity(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> Any:
     y = _to_numpy(b).astype(np.float64)
     if x.ndim not in (1, 2) or y.ndim not in (1, 2) or x.shape[-1] != y.shape[-1]:
         raise ValueError(
-            f"expected (D,) or (N, D) embeddings with the same D, got shapes {x.shape} and {y.shape}"
+            "expected (D,) or (N, D) embeddings with the same D, "
+            f"got shapes {x.shape} and {y.shape}"
         )
     nx = np.linalg.norm(x, axis=-1, keepdims=True)
     ny = np.linalg.norm(y, axis=-1, keepdims=True)

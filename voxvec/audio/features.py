@@ -79,9 +79,10 @@ class MelConfig:
     def min_samples(self) -> int:
         """Fewest input samples that give one frame.
 
-        Uncentred frames read ``n_fft`` samples (a shorter window sits centred inside them).
+        Uncentred frames read ``n_fft`` samples (a shorter window sits centred inside them);
+        centred frames need more samples than the ``n_fft // 2`` of reflect padding.
         """
-        return 1 if self.center else self.n_fft
+        return self.n_fft // 2 + 1 if self.center else self.n_fft
 
 
 TACOTRON_22K = MelConfig(
@@ -151,7 +152,7 @@ def _mel_filterbank_np(config: MelConfig) -> np.ndarray:
 
 
 def mel_filterbank(config: MelConfig) -> Tensor:
-    """Mel filterbank matrix ``(n_mels, n_fft // 2 + 1)``, float32, as librosa.filters.mel builds it."""
+    """Mel filterbank ``(n_mels, n_fft // 2 + 1)``, float32, as librosa.filters.mel builds it."""
     return torch.from_numpy(_mel_filterbank_np(config).copy())
 
 
@@ -183,9 +184,7 @@ def _spectrogram_1(wav: Tensor, config: MelConfig) -> Tensor:
     return mag if config.power == 1.0 else mag.pow(config.power)
 
 
-def log_mel(
-    wav: Tensor, config: MelConfig, lengths: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
+def log_mel(wav: Tensor, config: MelConfig, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Log-mel spectrogram of a batch of waveforms.
 
     Args:

@@ -25,6 +25,7 @@ _UNSUPPORTED_SUFFIXES = frozenset(
     {".m4a", ".mp4", ".aac", ".alac", ".wma", ".webm", ".mka", ".mkv", ".amr", ".3gp", ".ac3"}
 )
 _SUPPORTED = "WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3"
+_PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
 
 class AudioError(ValueError):
@@ -34,21 +35,32 @@ class AudioError(ValueError):
 def check_waveform(wav: np.ndarray, source: str) -> np.ndarray:
     """Validate a waveform and return it as a float32 1-D array.
 
+    Integer PCM arrays (int16, int32, as e.g. ``scipy.io.wavfile`` returns them) are scaled to
+    [-1, 1) by their bit depth; other integer types are ambiguous and rejected.
+
     Args:
-        wav: mono waveform ``(T,)``, any real dtype (a CPU tensor also works).
+        wav: mono waveform ``(T,)``: float, int16 or int32 (a CPU tensor also works).
         source: what the waveform is (a file path or e.g. ``"input 3"``), used in error messages.
 
     Returns:
         The waveform ``(T,)`` as float32 (a copy only when the dtype changes).
 
     Raises:
-        AudioError: ``wav`` is not 1-D, is empty, or holds NaN or infinite samples.
+        AudioError: ``wav`` is not 1-D, is empty, has another dtype, or holds NaN or infinite
+            samples.
     """
     wav = np.asarray(wav)
     if wav.ndim != 1:
         raise AudioError(f"{source}: expected a mono waveform of shape (T,), got shape {wav.shape}")
     if wav.size == 0:
         raise AudioError(f"{source}: audio is empty (zero samples)")
+    if wav.dtype in _PCM_SCALE:
+        return (wav / _PCM_SCALE[wav.dtype]).astype(np.float32)
+    if not np.issubdtype(wav.dtype, np.floating):
+        raise AudioError(
+            f"{source}: samples of dtype {wav.dtype} are not audio; give float samples in "
+            "[-1, 1] (or int16 / int32 PCM)"
+        )
     wav = wav.astype(np.float32, copy=False)
     finite = np.isfinite(wav)
     if not finite.all():

@@ -6,11 +6,12 @@ Two detectors, chosen by ``method``:
   ``pip install 'voxvec[vad]'``; the model ships in the wheel, runs offline on torch alone).
   It runs at 8 or 16 kHz; other rates are resampled to 16 kHz for detection.
 - ``"energy"``: a dependency-free detector on frame energies (25 ms frames, 10 ms hop; frame
-  level in dB relative to full scale, dBFS). A frame is speech when its level reaches the
-  highest of: an absolute floor of -55 dBFS; 30 dB below the level of the loud frames (the 10th
-  loudest frame); 6 dB above the noise floor (10th percentile of the frames above the absolute
-  floor), though never more than 15 dB below the loud frames. Digital silence and low-level
-  noise are never speech; a recording with no quiet stretch keeps everything above the floor.
+  level = mean-removed RMS in dB relative to full scale, dBFS). A frame is speech when its
+  level reaches the highest of three thresholds: an absolute floor of -55 dBFS; 30 dB below
+  the loud-frame level (the 10th loudest frame; fewer in clips under 2 s); and 10 dB above
+  the noise floor (10th percentile of the frames above the absolute floor), this last one
+  capped at 15 dB below the loud-frame level so that a recording with no pause keeps its
+  quieter speech. Digital silence and noise below -55 dBFS are never speech.
 - ``"auto"`` (default): ``"silero"`` when the package is installed, else ``"energy"``.
 
 Both keep speech segments of at least 100 ms, bridge pauses shorter than 300 ms and keep 100 ms
@@ -24,6 +25,7 @@ import importlib.util
 import logging
 import math
 import threading
+import warnings
 from functools import lru_cache
 from typing import Any
 
@@ -157,7 +159,10 @@ def _energy_segments(wav: np.ndarray, sample_rate: int) -> list[tuple[int, int]]
     is_speech = np.concatenate([[False], levels_db >= threshold, [False]])
     edges = np.flatnonzero(np.diff(is_speech.astype(np.int8)))
     # Frame runs [a, b) become sample spans [a * hop, (b - 1) * hop + frame).
-    spans = [(int(a) * hop, (int(b) - 1) * hop + frame) for a, b in zip(edges[::2], edges[1::2])]
+    spans = [
+        (int(a) * hop, (int(b) - 1) * hop + frame)
+        for a, b in zip(edges[::2], edges[1::2], strict=True)
+    ]
     return _clean(spans, wav.size, sample_rate)
 
 
@@ -197,7 +202,11 @@ def _silero() -> tuple[Any, Any, threading.Lock]:
     finally:
         # silero_vad calls torch.set_num_threads(1) when imported; undo that for the caller.
         torch.set_num_threads(n_threads)
-    return load_silero_vad(onnx=False), get_speech_timestamps, threading.Lock()
+    with warnings.catch_warnings():
+        # Its loader uses importlib.resources.path and torch.jit.load, both deprecated upstream.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = load_silero_vad(onnx=False)
+    return model, get_speech_timestamps, threading.Lock()
 
 
 def _silero_segments(wav: np.ndarray, sample_rate: int) -> list[tuple[int, int]]:

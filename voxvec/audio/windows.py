@@ -43,9 +43,9 @@ def pad_batch(waves: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Tensor]:
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     """Start indices of windows of ``window`` samples every ``hop`` that cover a signal.
 
-    Windows start at 0, hop, 2 * hop, ...; when the regular grid does not end exactly at the end of the
-    signal, one more window is added that ends at ``n_samples`` (so the last window always ends
-    at the end and every sample is covered). A signal of at most ``window`` samples gets the
+    Windows start at 0, hop, 2 * hop, ...; when that grid does not end exactly at the end of
+    the signal, one more window is added that ends at ``n_samples`` (so the last window always
+    ends at the end and every sample is covered). A signal of at most ``window`` samples gets the
     single start 0 (that window is the whole, shorter signal).
 
     Args:
@@ -64,7 +64,9 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     if window <= 0:
         raise ValueError(f"window must be > 0 samples, got {window}")
     if not 0 < hop <= window:
-        raise ValueError(f"hop must be in (0, window={window}] samples to cover the signal, got {hop}")
+        raise ValueError(
+            f"hop must be in (0, window={window}] samples to cover the signal, got {hop}"
+        )
     if n_samples <= window:
         return [0]
     last = n_samples - window

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from voxvec import __version__
 
-COMMANDS: tuple[str, ...] = ("embed", "similarity", "models")
+COMMANDS: tuple[str, ...] = ("embed", "similarity", "models", "prepare", "eval", "train", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,11 +1,11 @@
 """Embed audio files and write the embeddings to a file.
 
 Inputs are audio files, folders (searched recursively for .wav .flac .ogg .opus .mp3 files) and
-manifest CSVs (``path,speaker``, paths relative to the CSV). The output format follows the
+manifest CSVs (path,speaker rows, paths relative to the CSV). The output format follows the
 extension of --out:
 
   .npy   the (N, D) float32 matrix, rows in input order (failed files are left out)
-  .npz   arrays ``embeddings`` (N, D), ``ids`` (N,) file paths, and ``speakers`` (N,) when any
+  .npz   arrays "embeddings" (N, D), "ids" (N,) file paths, and "speakers" (N,) when any
          input is a manifest
   .csv   one row per file: id[,speaker],e0,...,e{D-1}
 
@@ -25,7 +25,7 @@ import csv
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +42,9 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``voxvec embed``."""
-    parser.add_argument("inputs", nargs="+", metavar="PATH", help="audio files, folders or manifest CSVs")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="PATH", help="audio files, folders or manifest CSVs"
+    )
     parser.add_argument("--out", "-o", required=True, type=Path, help="output .npy, .npz or .csv")
     add_model_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="inputs per forward pass (16)")
@@ -52,9 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and Embedder options shared by ``embed`` and ``similarity``."""
     parser.add_argument(
-        "--model", "-m", default=None, help="pretrained name or bundle path (default: the default model)"
+        "--model",
+        "-m",
+        default=None,
+        help="pretrained name or bundle path (default: the default model)",
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"
+    )
     parser.add_argument(
         "--vad",
         choices=("none", "energy", "silero", "auto"),
@@ -62,11 +69,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="trim non-speech first (auto: silero-vad if installed, else energy); default none",
     )
     parser.add_argument(
-        "--window-s", type=float, default=10.0, help="embed longer inputs in windows of this many seconds (10)"
+        "--window-s",
+        type=float,
+        default=10.0,
+        help="embed longer inputs in windows of this many seconds (10)",
     )
-    parser.add_argument("--hop-s", type=float, default=None, help="seconds between windows (window-s / 2)")
     parser.add_argument(
-        "--min-speech-s", type=float, default=0.5, help="reject inputs with less speech than this (0.5)"
+        "--hop-s", type=float, default=None, help="seconds between windows (window-s / 2)"
+    )
+    parser.add_argument(
+        "--min-speech-s",
+        type=float,
+        default=0.5,
+        help="reject inputs with less speech than this (0.5)",
     )
 
 
@@ -130,7 +145,7 @@ def write_embeddings(
     if suffix == ".npy":
         np.save(out, embeddings)
     elif suffix == ".npz":
-        arrays = {"embeddings": embeddings, "ids": np.array(ids, dtype=str)}
+        arrays: dict[str, Any] = {"embeddings": embeddings, "ids": np.array(ids, dtype=str)}
         if speakers is not None:
             arrays["speakers"] = np.array(speakers, dtype=str)
         np.savez(out, **arrays)

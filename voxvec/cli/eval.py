@@ -22,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from voxvec.data.manifest import read_manifest
 from voxvec.eval.plots import METHODS, plot_embeddings
 from voxvec.eval.trials import generate_trials, read_trials, write_trials
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         shown = [item for item in items if path_key(item.path) in embeddings]
         written = plot_embeddings(
-            [embeddings[path_key(item.path)] for item in shown],
+            np.stack([embeddings[path_key(item.path)] for item in shown]),
             [item.speaker for item in shown],
             args.plot,
             method=args.plot_method,

@@ -1,6 +1,6 @@
 """List the model architectures and the pretrained models.
 
-Architectures are what `voxvec train` and voxvec.registry.create_model build (untrained);
+Architectures are what voxvec.registry.create_model builds (untrained, e.g. to train);
 pretrained models are what --model and voxvec.load accept by name. For each: sample rate, input
 kind (raw waveform or log-mel), parameter count and float32 size, and for pretrained models
 whether the weights are on this machine (bundled, or already downloaded into the torch hub

@@ -25,7 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("b", type=Path, help="second audio file")
     add_model_arguments(parser)
     parser.add_argument(
-        "--threshold", type=float, default=None, help="decision threshold (default: the model card's)"
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold (default: the model card's)",
     )
 
 

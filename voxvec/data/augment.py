@@ -6,7 +6,8 @@ with its own probability. :class:`Augmenter` works on a padded batch ``(B, T)`` 
 
 1. speed perturbation: the item is resampled so it plays ``speed`` times faster (pitch and
    tempo change together, as with ``sox speed``); its length becomes ``round(length / speed)``,
-   so the batch width ``T`` may change;
+   so the batch width ``T`` may change (this step resamples with soxr on the CPU, copying
+   the chosen items there and back when the batch is on an accelerator);
 2. reverberation: convolution (by FFT) with a synthetic room impulse response, exponentially
    decaying Gaussian noise with an RT60 drawn from ``rt60_s`` plus a direct path of equal energy
    (see :func:`synthetic_rir`); the item's RMS level is kept;

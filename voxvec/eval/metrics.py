@@ -214,8 +214,8 @@ def eer_confidence_interval(
     too narrow an interval. Each round draws the speakers with replacement; a speaker drawn
     ``c`` times makes each of its target trials count ``c`` times, and a non-target trial between
     speakers drawn ``a`` and ``b`` times counts ``a * b`` times (as if the copies were distinct
-    speakers). Rounds without a target or a non-target trial are redrawn no more than
-    ``n_bootstrap`` extra times.
+    speakers). Rounds without a target or a non-target trial are redrawn (at most
+    ``10 * n_bootstrap`` draws in all).
 
     Args:
         scores: ``(T,)`` trial scores.
@@ -249,7 +249,7 @@ def eer_confidence_interval(
     trials = _SortedTrials(s, y)
     rng = np.random.default_rng(seed)
     eers: list[float] = []
-    for _ in range(2 * n_bootstrap):
+    for _ in range(10 * n_bootstrap):
         counts = np.bincount(rng.integers(0, names.size, names.size), minlength=names.size)
         weights = np.where(same, counts[a], counts[a] * counts[b]).astype(np.float64)
         far, frr = trials.rates(weights)
@@ -260,8 +260,9 @@ def eer_confidence_interval(
             break
     if len(eers) < n_bootstrap:
         raise ValueError(
-            f"only {len(eers)} of {n_bootstrap} bootstrap rounds had both target and non-target "
-            f"trials ({names.size} speakers): too few speakers for a speaker bootstrap"
+            f"{10 * n_bootstrap} speaker draws gave only {len(eers)} of the {n_bootstrap} "
+            "bootstrap rounds needed with both target and non-target trials "
+            f"({names.size} speakers): too few speakers for a speaker bootstrap"
         )
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(np.asarray(eers), [tail, 1.0 - tail])

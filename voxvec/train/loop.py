@@ -569,18 +569,19 @@ class Trainer:
         if run_log is None:
             return
         lr = self.scheduler.get_last_lr()[0]
-        values = {f"train/{k}": v for k, v in means.items()}
+        values = {f"train/{k}": v for k, v in means.items() if k != "grad_norm"}
         values.update(
             {
                 "opt/lr": lr,
+                "opt/grad_norm": means["grad_norm"],
                 "speed/audio_s_per_s": audio_s / max(seconds, 1e-9),
                 "speed/steps_per_s": len(pending) / max(seconds, 1e-9),
                 "train/epoch": float(self.epoch),
             }
         )
         if self.loss.ge2e is not None:
-            values["ge2e/w"] = float(self.loss.ge2e.w)
-            values["ge2e/b"] = float(self.loss.ge2e.b)
+            values["ge2e/w"] = float(self.loss.ge2e.w.detach())
+            values["ge2e/b"] = float(self.loss.ge2e.b.detach())
         if self.loss.aam is not None:
             values["aam/margin"] = self.loss.aam.margin
         if self.device.type == "cuda":

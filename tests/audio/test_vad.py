@@ -1,0 +1,211 @@
+"""Tests for voxvec.audio.vad: speech kept, inserted silence and noise dropped (both methods)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from voxvec.audio import vad
+from voxvec.audio.io import AudioError, load
+from voxvec.audio.vad import speech_segments, trim_silence
+
+
+def needs(method: str) -> None:
+    if method == "silero":
+        pytest.importorskip("silero_vad")
+
+
+METHODS = ["energy", "silero"]
+
+
+def noise_at(n_samples: int, level_dbfs: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(n_samples) * 10 ** (level_dbfs / 20)).astype(np.float32)
+
+
+def scale_to(wav: np.ndarray, level_dbfs: float) -> np.ndarray:
+    return (wav / np.sqrt(np.mean(wav.astype(np.float64) ** 2)) * 10 ** (level_dbfs / 20)).astype(
+        np.float32
+    )
+
+
+def kept_mask(n_samples: int, segments: list[tuple[int, int]]) -> np.ndarray:
+    mask = np.zeros(n_samples, dtype=bool)
+    for start, end in segments:
+        mask[start:end] = True
+    return mask
+
+
+def check_segments(segments: list[tuple[int, int]], n_samples: int) -> None:
+    for start, end in segments:
+        assert isinstance(start, int) and isinstance(end, int)
+        assert 0 <= start < end <= n_samples
+    for (_, end), (start, _) in itertools.pairwise(segments):
+        assert end < start  # sorted, disjoint, not touching
+
+
+def speech_files(root: Path, corpus: str, n: int) -> list[Path]:
+    with open(root / corpus / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [root / corpus / row["path"] for row in rows[:n]]
+
+
+def with_inserted_silence(
+    shared_data: Path, corpus: str, sample_rate: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Three real utterances separated by 10 s of digital silence, 10 s of white noise at
+    -60 dBFS and 10 s of real background noise (boiler) at -50 dBFS; silence at both ends.
+
+    Returns the signal and a mask of where the utterances are.
+    """
+    speech = [load(p, sample_rate) for p in speech_files(shared_data, corpus, 3)]
+    gap = 10 * sample_rate
+    boiler = scale_to(load(shared_data / "noise" / "boiler.flac", sample_rate)[:gap], -50.0)
+    parts = [
+        (np.zeros(gap, np.float32), False),
+        (speech[0], True),
+        (np.zeros(gap, np.float32), False),
+        (speech[1], True),
+        (noise_at(gap, -60.0), False),
+        (speech[2], True),
+        (boiler, False),
+    ]
+    wav = np.concatenate([p for p, _ in parts])
+    is_speech = np.concatenate([np.full(len(p), s) for p, s in parts])
+    return wav, is_speech
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    ("corpus", "sample_rate"),
+    [("speechocean762", 16000), ("speechocean762", 22050), ("free-spoken-digits", 8000)],
+)
+def test_real_speech_with_inserted_silence(
+    shared_data: Path, method: str, corpus: str, sample_rate: int
+) -> None:
+    needs(method)
+    wav, is_speech = with_inserted_silence(shared_data, corpus, sample_rate)
+    segments = speech_segments(wav, sample_rate, method)
+    check_segments(segments, len(wav))
+    kept = kept_mask(len(wav), segments)
+    energy = wav.astype(np.float64) ** 2
+    # Nearly all speech kept (the utterances include their own short leading/trailing pauses).
+    assert energy[is_speech & kept].sum() / energy[is_speech].sum() > 0.99
+    # Nearly all of the 30 s inserted dropped (what remains is context padding at the edges).
+    assert kept[~is_speech].mean() < 0.04
+
+    trimmed = trim_silence(wav, sample_rate, method)
+    assert trimmed.dtype == np.float32
+    np.testing.assert_array_equal(trimmed, wav[kept])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_silence_and_low_noise_give_no_segments(method: str) -> None:
+    needs(method)
+    for sample_rate in (8000, 16000, 44100):
+        n = 5 * sample_rate
+        assert speech_segments(np.zeros(n, np.float32), sample_rate, method) == []
+        assert speech_segments(noise_at(n, -65.0), sample_rate, method) == []
+        assert trim_silence(np.zeros(n, np.float32), sample_rate, method).shape == (0,)
+    assert speech_segments(np.zeros(0, np.float32), 16000, method) == []
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_real_speech_alone_is_mostly_kept(shared_data: Path, method: str) -> None:
+    needs(method)
+    for path in speech_files(shared_data, "free-spoken-digits", 2) + speech_files(
+        shared_data, "speechocean762", 2
+    ):
+        wav = load(path, 16000)
+        kept = kept_mask(len(wav), speech_segments(wav, 16000, method))
+        energy = wav.astype(np.float64) ** 2
+        assert energy[kept].sum() / energy.sum() > 0.99, path.name
+
+
+def test_energy_bursts_padding_bridging_and_clicks() -> None:
+    sr = 16000
+    t = np.arange(sr) / sr
+    burst = (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)  # 1 s tone
+    wav = np.zeros(8 * sr, np.float32)
+    wav[sr : 2 * sr] = burst  # 1 s burst
+    wav[2 * sr + 1600 : 3 * sr] = burst[: sr - 1600]  # after a 100 ms pause: bridged
+    wav[5 * sr : 5 * sr + 160] = 0.5  # a 10 ms click: dropped
+    wav[6 * sr : 7 * sr] = burst  # second burst after 3 s of silence
+    wav += noise_at(len(wav), -70.0)
+    segments = speech_segments(wav, sr, "energy")
+    assert len(segments) == 2
+    (s1, e1), (s2, e2) = segments
+    pad = sr // 10  # 100 ms of context on each side; frames add at most 25 ms
+    assert sr - pad - 400 <= s1 <= sr - pad + 10
+    assert 3 * sr + pad - 10 <= e1 <= 3 * sr + pad + 400
+    assert 6 * sr - pad - 400 <= s2 <= 6 * sr - pad + 10
+    assert 7 * sr + pad - 10 <= e2 <= 7 * sr + pad + 400
+
+
+def test_energy_keeps_quiet_but_clean_recording() -> None:
+    sr = 8000
+    t = np.arange(2 * sr) / sr
+    quiet = (10 ** (-40 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    wav = np.concatenate([np.zeros(sr, np.float32), quiet, np.zeros(sr, np.float32)])
+    segments = speech_segments(wav, sr, "energy")
+    assert len(segments) == 1
+    start, end = segments[0]
+    assert start <= sr and end >= 3 * sr
+
+
+def test_input_validation() -> None:
+    with pytest.raises(ValueError, match="unknown VAD method 'webrtc'"):
+        speech_segments(np.zeros(100, np.float32), 16000, "webrtc")
+    with pytest.raises(ValueError, match="shape"):
+        speech_segments(np.zeros((2, 100), np.float32), 16000, "energy")
+    with pytest.raises(ValueError, match="sample_rate"):
+        speech_segments(np.zeros(100, np.float32), 0, "energy")
+    bad = np.zeros(1000, np.float32)
+    bad[10] = np.nan
+    with pytest.raises(AudioError, match="NaN"):
+        trim_silence(bad, 16000, "energy")
+
+
+def test_auto_falls_back_to_energy(monkeypatch: pytest.MonkeyPatch) -> None:
+    sr = 16000
+    wav = np.concatenate([np.zeros(sr), 0.3 * np.sin(np.arange(sr) / 5.0), np.zeros(sr)])
+    wav = wav.astype(np.float32)
+    expected = speech_segments(wav, sr, "energy")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "silero_vad" else real_find_spec(name, *a),
+    )
+    assert speech_segments(wav, sr, "auto") == expected
+
+
+def test_silero_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    vad._silero.cache_clear()
+    monkeypatch.setitem(sys.modules, "silero_vad", None)  # makes the import fail
+    try:
+        with pytest.raises(ImportError, match=r"pip install 'voxvec\[vad\]'"):
+            speech_segments(np.zeros(16000, np.float32), 16000, "silero")
+    finally:
+        vad._silero.cache_clear()
+
+
+def test_silero_import_keeps_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("silero_vad")
+    for name in [m for m in sys.modules if m == "silero_vad" or m.startswith("silero_vad.")]:
+        monkeypatch.delitem(sys.modules, name)  # import it afresh
+    vad._silero.cache_clear()
+    before = torch.get_num_threads()
+    try:
+        speech_segments(noise_at(16000, -30.0), 16000, "silero")
+        assert torch.get_num_threads() == before
+    finally:
+        vad._silero.cache_clear()
+        torch.set_num_threads(before)

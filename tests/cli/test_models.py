@@ -1,0 +1,77 @@
+"""Tests of ``voxvec models`` and of ``--help`` on every command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from voxvec.cli import COMMANDS, main
+from voxvec.pretrained import list_pretrained
+from voxvec.registry import create_model, list_models
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip()}
+
+
+def test_models_lists_architectures_and_pretrained(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    specs = [s for s in list_pretrained() if s.url is not None]
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    if specs:  # one downloaded file in the hub cache: that model works offline
+        (tmp_path / "checkpoints").mkdir()
+        (tmp_path / "checkpoints" / specs[0].filename).write_bytes(b"x")
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == [
+        "name",
+        "type",
+        "arch",
+        "rate",
+        "input",
+        "params",
+        "size",
+        "weights",
+    ]
+    rows = _rows(out)
+    for name in list_models():
+        model = create_model(name)
+        n_params = sum(p.numel() for p in model.parameters())
+        assert rows[name][1:5] == ["architecture", name, str(model.sample_rate), model.input_kind]
+        assert rows[name][5] == f"{n_params / 1e6:.1f}M"
+        assert rows[name][-1] == "untrained"
+    for spec in list_pretrained():
+        row = rows[spec.name]
+        assert row[1:5] == ["pretrained", spec.arch, str(spec.sample_rate), spec.input_kind]
+    if specs:
+        assert rows[specs[0].name][-1] == "cached"
+        assert all(rows[s.name][-1] in ("download", "cached") for s in specs[1:])
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_on_every_command(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: voxvec {command}" in capsys.readouterr().out
+
+
+def test_python_m_voxvec_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "voxvec", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("embed", "similarity", "models"):
+        assert name in result.stdout

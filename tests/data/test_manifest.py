@@ -1,0 +1,116 @@
+"""Tests for voxvec.data.manifest: reading, writing and speaker-disjoint splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voxvec.data.manifest import (
+    ManifestItem,
+    group_by_speaker,
+    read_manifest,
+    split_by_speaker,
+    write_manifest,
+)
+
+
+def _items(n_speakers: int, n_files: int, folder: Path) -> list[ManifestItem]:
+    return [
+        ManifestItem(folder / f"spk{s}" / f"{u}.wav", f"spk{s}")
+        for s in range(n_speakers)
+        for u in range(n_files)
+    ]
+
+
+def test_round_trip_relative_paths(tmp_path: Path) -> None:
+    items = _items(3, 2, tmp_path / "audio")
+    items.append(ManifestItem(tmp_path / "odd, name.wav", "spk,with,commas"))
+    csv_path = tmp_path / "lists" / "m.csv"
+    write_manifest(items, csv_path, relative_to=csv_path.parent)
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "path,speaker"
+    assert lines[1] == f"{Path('..', 'audio', 'spk0', '0.wav')},spk0"
+    back = read_manifest(csv_path)
+    assert [(i.path.resolve(), i.speaker) for i in back] == [
+        (i.path.resolve(), i.speaker) for i in items
+    ]
+    assert [p.name for p in csv_path.parent.iterdir()] == ["m.csv"]  # no temp file left
+
+
+def test_absolute_paths_kept_and_relative_resolved_against_csv_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = tmp_path / "corpus"
+    sub.mkdir()
+    (sub / "m.csv").write_text("speaker,path,gender\na,x/1.wav,f\nb,/abs/2.wav,m\n\n")
+    monkeypatch.chdir(tmp_path)  # a relative CSV path: files still resolve against its folder
+    items = read_manifest(Path("corpus/m.csv"))
+    assert items == [
+        ManifestItem(Path("corpus/x/1.wav"), "a"),
+        ManifestItem(Path("/abs/2.wav"), "b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("file,speaker\na.wav,s\n", "lacks column"),
+        ("", "empty file"),
+        ("path,speaker\na.wav,s\nb.wav\n", "line 3"),
+        ("path,speaker\na.wav,s\n,s2\n", "line 3"),
+        ("path,speaker\na.wav,s\nb.wav,  \n", "line 3"),
+    ],
+)
+def test_bad_manifest_errors(tmp_path: Path, text: str, message: str) -> None:
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text(text)
+    with pytest.raises(ValueError, match=message) as info:
+        read_manifest(csv_path)
+    assert str(csv_path) in str(info.value)
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        read_manifest(tmp_path / "nope.csv")
+
+
+def test_write_rejects_empty_speaker_and_leaves_no_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="empty speaker"):
+        write_manifest([ManifestItem(Path("a.wav"), "")], tmp_path / "m.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_real_manifest_files_exist(shared_data: Path) -> None:
+    items = read_manifest(shared_data / "speechocean762" / "manifest.csv")
+    assert len(items) > 1000
+    assert all(item.speaker.startswith("so-") for item in items)
+    assert all(item.path.is_file() for item in items[:50])
+
+
+def test_group_by_speaker(tmp_path: Path) -> None:
+    items = _items(3, 2, tmp_path)
+    groups = group_by_speaker(reversed(items))
+    assert list(groups) == ["spk2", "spk1", "spk0"]
+    assert all(len(g) == 2 and {i.speaker for i in g} == {s} for s, g in groups.items())
+
+
+def test_split_by_speaker_is_disjoint_and_seeded(tmp_path: Path) -> None:
+    items = _items(20, 3, tmp_path)
+    train, valid, test = split_by_speaker(items, n_valid=4, n_test=3, seed=1)
+    spk = [{i.speaker for i in part} for part in (train, valid, test)]
+    assert [len(s) for s in spk] == [13, 4, 3]
+    assert not (spk[0] & spk[1]) and not (spk[0] & spk[2]) and not (spk[1] & spk[2])
+    assert len(train) + len(valid) + len(test) == len(items)
+    assert all(len([i for i in valid if i.speaker == s]) == 3 for s in spk[1])  # whole speakers
+    # the input order does not matter; the seed does
+    again = split_by_speaker(list(reversed(items)), n_valid=4, n_test=3, seed=1)
+    assert {i.speaker for i in again[1]} == spk[1]
+    other = split_by_speaker(items, n_valid=4, n_test=3, seed=2)
+    assert {i.speaker for i in other[1]} != spk[1]
+
+
+@pytest.mark.parametrize(("n_valid", "n_test"), [(5, 0), (3, 2), (-1, 0)])
+def test_split_by_speaker_errors(tmp_path: Path, n_valid: int, n_test: int) -> None:
+    with pytest.raises(ValueError, match="speaker"):
+        split_by_speaker(_items(5, 2, tmp_path), n_valid, n_test)

@@ -1,0 +1,111 @@
+"""Tests of voxvec.train.checkpoint: atomic keep-last-K files, RNG capture, export to a bundle."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import voxvec
+from voxvec.audio.features import log_mel
+from voxvec.pretrained import load_bundle
+from voxvec.registry import config_to_dict, create_model
+from voxvec.train.checkpoint import (
+    capture_rng_state,
+    export_checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+TINY = {"channels": 16, "res2_scale": 4, "se_channels": 8, "mfa_channels": 32,
+        "attention_channels": 8, "embed_dim": 16}  # fmt: skip
+
+
+def _state(model, step=7):
+    return {
+        "arch": model.arch,
+        "model_config": config_to_dict(model.config),
+        "model": model.state_dict(),
+        "step": step,
+        "epoch": 1,
+        "config": {"loss": "ge2e"},
+        "train_data": {"train_csv": "train.csv", "n_speakers": 8},
+    }
+
+
+def test_save_keeps_the_last_k_and_leaves_no_temporary_files(tmp_path):
+    for step in (5, 10, 15, 20):
+        path = save_checkpoint({"step": step}, tmp_path / "run", step, keep_last_k=2)
+        assert path.name == f"ckpt_{step:08d}.pt"
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["ckpt_00000015.pt", "ckpt_00000020.pt"]
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == files
+    assert latest_checkpoint(tmp_path / "run").name == "ckpt_00000020.pt"
+    assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["step"] == 20
+
+
+def test_checkpoints_sort_by_step_not_by_name(tmp_path):
+    save_checkpoint({}, tmp_path, 99_999_999, keep_last_k=5)
+    save_checkpoint({}, tmp_path, 123_456_789, keep_last_k=5)
+    assert latest_checkpoint(tmp_path).name == "ckpt_123456789.pt"
+    assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_load_refuses_what_is_not_a_training_checkpoint(tmp_path):
+    other = tmp_path / "other.pt"
+    torch.save({"model_state_dict": {}}, other)
+    with pytest.raises(ValueError, match="not a voxvec training checkpoint"):
+        load_checkpoint(other)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_checkpoint(broken)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_rng_states_survive_a_checkpoint_round_trip(tmp_path):
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    np.random.standard_normal()  # leave a cached Gaussian in numpy's state
+    save_checkpoint({"rng": [capture_rng_state()]}, tmp_path, 1, keep_last_k=1)
+    expected = (random.random(), np.random.standard_normal(3), torch.rand(3))
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    restore_rng_state(load_checkpoint(tmp_path / "ckpt_00000001.pt")["rng"][0])
+    assert random.random() == expected[0]
+    np.testing.assert_array_equal(np.random.standard_normal(3), expected[1])
+    assert torch.equal(torch.rand(3), expected[2])
+
+
+def test_export_gives_a_bundle_that_voxvec_load_reads(tmp_path, sine_wave):
+    torch.manual_seed(0)
+    model = create_model("ecapa", TINY).eval()
+    ckpt = save_checkpoint(_state(model), tmp_path / "run", 7, keep_last_k=1)
+    out = export_checkpoint(ckpt, tmp_path / "out" / "model.safetensors", metadata={"name": "t"})
+    loaded, card = load_bundle(out)
+    assert card["arch"] == "ecapa" and card["steps"] == 7 and card["name"] == "t"
+    assert card["train_data"]["n_speakers"] == 8 and card["loss"] == "ge2e"
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    embedder = voxvec.load(out, device="cpu")
+    with torch.no_grad():
+        feats, n = log_mel(torch.from_numpy(sine_wave), model.mel_config)
+        direct = model(feats, n).numpy()
+    np.testing.assert_allclose(embedder.embed([sine_wave], sample_rate=16000), direct, atol=1e-5)
+
+
+def test_export_refuses_weights_that_do_not_fit(tmp_path):
+    model = create_model("ecapa", TINY)
+    state = _state(model)
+    state["model_config"] = {**state["model_config"], "embed_dim": 32}
+    ckpt = save_checkpoint(state, tmp_path, 1, keep_last_k=1)
+    with pytest.raises(ValueError, match="do not fit"):
+        export_checkpoint(ckpt, tmp_path / "m.safetensors")

@@ -1,0 +1,170 @@
+"""Tests of voxvec.train.loop on a synthetic corpus: a full tiny run, exact resume, the losses."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from voxvec.data.collate import CropCollate
+from voxvec.data.dataset import UtteranceDataset
+from voxvec.data.manifest import read_manifest
+from voxvec.train.checkpoint import list_checkpoints, load_checkpoint
+from voxvec.train.config import load_config
+from voxvec.train.loop import SpeedSpeakerDataset, TrainCollate, Trainer, TrainStep, train
+from voxvec.train.schedule import LRSchedule
+
+
+def _scalar_tags(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return set(acc.Tags()["scalars"]), set(acc.Tags()["images"]), acc
+
+
+def test_a_tiny_run_writes_checkpoints_config_and_logs(tiny_config):
+    config = tiny_config("keep_last_k=1")
+    final = train(config)
+    run = final.parent
+    assert final.name == "ckpt_00000006.pt" and list_checkpoints(run) == [final]
+    assert load_config(run / "config.yaml") == config
+    state = load_checkpoint(final)
+    assert state["step"] == 6 and state["arch"] == "ecapa"
+    expected_lr = LRSchedule("one_cycle", 1e-3, 3e-3, 1e-4, 0.15, 6)(6)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(expected_lr)
+    scalars, images, acc = _scalar_tags(run / "logs")
+    assert {"train/loss", "train/ge2e", "opt/lr", "opt/grad_norm", "ge2e/w"} <= scalars
+    assert {"speed/audio_s_per_s", "validation/eer", "validation/ge2e_loss"} <= scalars
+    assert "validation/projection" in images
+    eers = [e.value for e in acc.Scalars("validation/eer")]
+    assert len(eers) == 2 and all(0.0 <= e <= 1.0 for e in eers)
+
+
+def _train_interrupted(config, stop_after: int):
+    """Run ``config`` but crash (like a kill) while computing step ``stop_after + 1``."""
+    trainer = Trainer(config)
+    step = trainer._train_step
+    calls = [0]
+
+    def crashing_step(batch):
+        calls[0] += 1
+        if calls[0] > stop_after:
+            raise KeyboardInterrupt
+        return step(batch)
+
+    trainer._train_step = crashing_step
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_killed_run_resumes_exactly(tiny_config, tmp_path, num_workers):
+    # Randomness everywhere: dropout-like SpecAugment in the model, augmentation in the workers,
+    # the AAM margin ramp, several epochs (16 steps over 2 batches per epoch).
+    common = [
+        "model_config.freq_mask_bins=8",
+        "model_config.time_mask_frames=10",
+        "augment.gain_prob=0.5",
+        "augment.reverb_prob=0.5",
+        "loss=ge2e+aam",
+        "margin_warmup_pct=0.5",
+        "max_steps=10",
+        "checkpoint_interval=5",
+        "validation_interval=4",
+        f"num_workers={num_workers}",
+    ]
+    straight = load_checkpoint(train(tiny_config(*common, f"checkpoint_path={tmp_path / 'a'}")))
+    resumed_config = tiny_config(*common, f"checkpoint_path={tmp_path / 'b'}")
+    _train_interrupted(resumed_config, stop_after=7)
+    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["ckpt_00000005.pt"]
+    resumed = load_checkpoint(train(resumed_config))
+    assert resumed["step"] == straight["step"] == 10
+    for part in ("model", "loss"):
+        for key, value in straight[part].items():
+            assert torch.equal(resumed[part][key], value), f"{part}.{key} differs"
+    for a, b in zip(
+        straight["optimizer"]["state"].values(), resumed["optimizer"]["state"].values(), strict=True
+    ):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    assert resumed["sampler"] == straight["sampler"]
+
+
+def test_resume_sources(tiny_config, tmp_path):
+    first = train(tiny_config("max_steps=3"))
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        Trainer(tiny_config("resume=never"))
+    extended = Trainer(tiny_config(f"resume={first}", f"checkpoint_path={tmp_path / 'other'}"))
+    assert extended.step == 3 and extended.total_steps == 6
+    with pytest.raises(FileNotFoundError, match="neither auto"):
+        Trainer(tiny_config(f"resume={tmp_path / 'missing.pt'}"))
+    with pytest.raises(ValueError, match="holds a 'ecapa' model"):
+        Trainer(dataclasses.replace(tiny_config(), model="gru", model_config={}))
+
+
+def test_required_settings_and_device_checks(tiny_config):
+    with pytest.raises(ValueError, match="train_csv is required"):
+        Trainer(tiny_config("train_csv="))
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        Trainer(tiny_config("precision=fp16"))
+    with pytest.raises(ValueError, match="min_crop_s"):
+        Trainer(tiny_config("min_crop_s=0.01", "max_crop_s=0.02"))
+
+
+def test_aam_margin_ramps_and_bf16_autocast_runs_on_cpu(tiny_config):
+    config = tiny_config("loss=aam", "n_utterances=1", "margin_warmup_pct=1.0", "max_steps=4",
+                         "precision=bf16", "valid_csv=null")  # fmt: skip
+    trainer = Trainer(config)
+    trainer.fit()
+    # After 4 of 4 steps the margin has ramped to 3/4 (set before the 4th step).
+    assert trainer.loss.aam.margin == pytest.approx(0.2 * 3 / 4)
+    assert trainer.loss.ge2e is None
+    state = load_checkpoint(list_checkpoints(config.checkpoint_path)[-1])
+    assert state["loss"]["aam.weight"].shape == (8, 1, 16)
+
+
+def test_a_diverging_loss_stops_training(tiny_config, monkeypatch):
+    forward = TrainStep.forward
+
+    def nan_forward(self, *args):
+        loss, parts = forward(self, *args)
+        return loss * math.nan, parts
+
+    monkeypatch.setattr(TrainStep, "forward", nan_forward)
+    with pytest.raises(RuntimeError, match="diverged"):
+        train(tiny_config())
+
+
+def test_speed_speakers_triple_the_classes(synthetic_corpus):
+    base = UtteranceDataset(read_manifest(synthetic_corpus[0]), 16000)
+    speed = SpeedSpeakerDataset(base, (0.9, 1.1))
+    n = len(base)
+    assert len(speed) == 3 * n and len(speed.speakers) == 3 * len(base.speakers)
+    assert speed.labels[:n] == base.labels
+    assert speed.labels[n] == base.labels[0] + len(base.speakers)
+    assert speed.speakers[len(base.speakers)].endswith("@speed0.9")
+    original, slow, fast = speed[0], speed[n], speed[2 * n]
+    length = original["wav"].shape[0]
+    assert abs(slow["wav"].shape[0] - length / 0.9) <= 1
+    assert abs(fast["wav"].shape[0] - length / 1.1) <= 1
+    assert (slow["index"], slow["speaker"]) == (n, speed.labels[n])
+    batch = speed.__getitems__([0, n, 2 * n])
+    assert [item["index"] for item in batch] == [0, n, 2 * n]
+
+
+def test_train_collate_is_a_function_of_the_batch_items(synthetic_corpus):
+    from voxvec.data.augment import AugmentConfig, Augmenter
+
+    dataset = UtteranceDataset(read_manifest(synthetic_corpus[0]), 16000)
+    augment = Augmenter(AugmentConfig(gain_prob=1.0, reverb_prob=0.5), 16000)
+    collate = TrainCollate(CropCollate(8000, 12000, seed=1), augment, seed=1)
+    a = collate([dataset[i] for i in (0, 5, 9)])
+    b = collate([dataset[i] for i in (0, 5, 9)])
+    c = collate([dataset[i] for i in (0, 5, 10)])
+    assert torch.equal(a["wav"], b["wav"]) and torch.equal(a["lengths"], b["lengths"])
+    assert not torch.equal(a["wav"][0], c["wav"][0])
+    plain = TrainCollate(CropCollate(8000, 12000, seed=1), None, seed=1)([dataset[i] for i in (0, 5, 9)])
+    assert not np.allclose(plain["wav"].numpy(), a["wav"].numpy())
