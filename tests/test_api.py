@@ -62,6 +62,9 @@ def test_load_errors(tmp_path: Path) -> None:
         voxvec.load("no-such-model")
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         voxvec.load(tmp_path / "missing.safetensors")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            voxvec.load(tmp_path / "missing.safetensors", device="cuda")
     if DEFAULT_MODEL not in voxvec.available_models():
         with pytest.raises(KeyError, match="no default model"):
             voxvec.load()

@@ -245,3 +245,18 @@ def test_device_and_repr(models: dict) -> None:
     assert "demo" in repr(embedder) and str(embedder.sample_rate) in repr(embedder)
     assert embedder.model.training is False
     assert get_model_class(name).input_kind == embedder.model.input_kind
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(models: dict) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    name = next(iter(models))
+    cpu = Embedder(create_model(name).eval())
+    cpu.model.load_state_dict(models[name].state_dict())
+    sr = cpu.sample_rate
+    waves = [_synthetic(0.8 + 0.5 * i, sr, seed=i) for i in range(3)]
+    expected = cpu.embed(waves, sr)
+    gpu = Embedder(cpu.model, device="cuda")
+    assert gpu.device.type == "cuda"
+    np.testing.assert_allclose(gpu.embed(waves, sr, batch_size=2), expected, atol=1e-3)

@@ -174,6 +174,25 @@ def test_restricted_loader_never_runs_or_imports_foreign_code(
     assert payload.args == ("__reduce__ callable ran",)
 
 
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_restricted_loader_rebuilds_tensors_and_containers(
+    tmp_path: Path, zip_format: bool
+) -> None:
+    obj = {
+        "state": OrderedDict(w=torch.arange(4.0), h=torch.ones(2, dtype=torch.float16)),
+        "param": torch.nn.Parameter(torch.ones(2)),
+        "meta": [torch.float16, torch.Size([2, 3]), torch.device("cpu"), b"raw", {1, 2}, (3,)],
+    }
+    path = tmp_path / "ckpt.pt"
+    torch.save(obj, path, _use_new_zipfile_serialization=zip_format)
+    loaded = load_pickled_checkpoint(path)
+    assert isinstance(loaded["state"], OrderedDict) and list(loaded["state"]) == ["w", "h"]
+    assert all(torch.equal(loaded["state"][k], v) for k, v in obj["state"].items())
+    assert loaded["state"]["h"].dtype == torch.float16
+    assert isinstance(loaded["param"], torch.nn.Parameter)
+    assert loaded["meta"] == obj["meta"]
+
+
 def test_restricted_loader_rejects_torchscript(tmp_path: Path) -> None:
     path = tmp_path / "scripted.pt"
     with zipfile.ZipFile(path, "w") as archive:  # the layout torch.jit.save writes

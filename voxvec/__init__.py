@@ -26,12 +26,15 @@ __all__ = ["__version__", "available_models", "embed", "load", "similarity"]
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU."""
+    """``None`` -> CUDA when available, else CPU; a CUDA device without CUDA is a ValueError."""
     import torch
 
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use 'cpu'")
+    return resolved
 
 
 def load(
@@ -44,7 +47,8 @@ def load(
     Args:
         name_or_path: a pretrained name (see :func:`available_models`), a path to a saved
             ``.safetensors`` bundle or released checkpoint, or None for the default model.
-        device: where to run; None means CUDA when available, else CPU.
+        device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...); None means CUDA when
+            available, else CPU.
         **embedder_kwargs: options of :class:`~voxvec.inference.Embedder` (``window_s``,
             ``hop_s``, ``vad``, ``min_speech_s``).
 
@@ -54,8 +58,9 @@ def load(
     Raises:
         KeyError: unknown pretrained name (the message lists the valid ones).
         FileNotFoundError: the path does not exist.
-        ValueError / RuntimeError: the weights cannot be loaded (see
-            :func:`voxvec.pretrained.load_model`).
+        ValueError: a CUDA device is requested without CUDA, an Embedder option is out of
+            range, or the weights cannot be loaded (see :func:`voxvec.pretrained.load_model`).
+        OSError / RuntimeError: downloading the weights failed.
     """
     from voxvec.inference import Embedder
     from voxvec.pretrained import load_model

@@ -84,18 +84,25 @@ class GRUEmbedder(nn.Module):
         _print_mapping(self.hparams)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Embed log-mels ``x`` ``(B, frames, 80)`` (from :meth:`melspec_from_file` or
-        :meth:`melspec_from_array`; ``lengths`` ``(B,)`` valid frames) -> ``(B, 256)`` unit
-        vectors. ``x`` is moved to the model's device."""
+        """Embed log-mel spectrograms (moved to the model's device).
+
+        Args:
+            x: ``(B, frames, 80)`` log-mels, e.g. ``melspec_from_file(path)[None]``.
+            lengths: ``(B,)`` valid frames per item of a padded batch; None: all valid.
+
+        Returns:
+            ``(B, 256)`` unit-length embeddings.
+        """
         device = _module_device(self.model)
         return self.model(x.to(device), None if lengths is None else lengths.to(device))
 
-    def melspec_from_array(self, x: np.ndarray | Tensor, sample_rate: int) -> Tensor:
+    def melspec_from_array(self, x: np.ndarray | Tensor, sample_rate: int | None = None) -> Tensor:
         """Log-mel spectrogram of a mono waveform.
 
         Args:
             x: ``(samples,)`` waveform in [-1, 1] (numpy or torch; clamped to [-1, 1]).
-            sample_rate: its rate in Hz; resampled to 22050 Hz when different.
+            sample_rate: its rate in Hz, resampled to 22050 Hz when different; None: already
+                at 22050 Hz.
 
         Returns:
             ``(frames, 80)`` float32 CPU tensor of natural-log mels (unscaled: the model scales).
@@ -107,7 +114,8 @@ class GRUEmbedder(nn.Module):
             x = x.detach().cpu().numpy()
         wav = io.check_waveform(np.asarray(x), "melspec_from_array input")
         mel = self.model.config.mel
-        wav = np.clip(io.resample(wav, sample_rate, mel.sample_rate), -1.0, 1.0)
+        rate = mel.sample_rate if sample_rate is None else sample_rate
+        wav = np.clip(io.resample(wav, rate, mel.sample_rate), -1.0, 1.0)
         feats, _ = log_mel(torch.from_numpy(wav), mel)
         return feats[0]
 
@@ -145,8 +153,15 @@ class ConvGRUEmbedder(nn.Module):
         _print_mapping(self.hparams)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Embed waveforms ``x`` ``(B, samples)`` at 16 kHz (clamped to [-1, 1], moved to the
-        model's device; ``lengths`` ``(B,)`` valid samples) -> ``(B, 256)`` unit vectors."""
+        """Embed waveforms (clamped to [-1, 1] and moved to the model's device).
+
+        Args:
+            x: ``(B, samples)`` 16 kHz waveforms, at least 400 samples each.
+            lengths: ``(B,)`` valid samples per item of a padded batch; None: all valid.
+
+        Returns:
+            ``(B, 256)`` unit-length embeddings.
+        """
         device = _module_device(self.model)
         x = x.to(device).clamp(-1.0, 1.0)
         return self.model(x, None if lengths is None else lengths.to(device))

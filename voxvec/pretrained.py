@@ -129,6 +129,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._placeholders: dict[str, type[UnknownObject]] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":  # protocol-2 pickles use Python 2's module name
+            module = "builtins"
         safe = _SAFE_GLOBALS.get((module, name))
         if safe is not None:
             return safe

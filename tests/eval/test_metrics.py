@@ -13,8 +13,12 @@ def brute_force_rates(scores: np.ndarray, labels: np.ndarray) -> tuple[list, lis
     thresholds = sorted(set(scores.tolist())) + [np.inf]
     far, frr = [], []
     for t in thresholds:
-        far.append(sum(s >= t for s, y in zip(scores, labels) if y == 0) / (labels == 0).sum())
-        frr.append(sum(s < t for s, y in zip(scores, labels) if y == 1) / (labels == 1).sum())
+        far.append(
+            sum(s >= t for s, y in zip(scores, labels, strict=True) if y == 0) / (labels == 0).sum()
+        )
+        frr.append(
+            sum(s < t for s, y in zip(scores, labels, strict=True) if y == 1) / (labels == 1).sum()
+        )
     return far, frr, thresholds
 
 
@@ -79,8 +83,8 @@ def test_agrees_with_brute_force_sweep(seed: int, decimals: int) -> None:
     np.testing.assert_allclose(tpr, 1 - np.asarray(frr_bf))
 
     value, threshold = metrics.eer(scores, labels)
-    lower = max(min(a, b) for a, b in zip(far_bf, frr_bf))
-    upper = min(max(a, b) for a, b in zip(far_bf, frr_bf))
+    lower = max(min(a, b) for a, b in zip(far_bf, frr_bf, strict=True))
+    upper = min(max(a, b) for a, b in zip(far_bf, frr_bf, strict=True))
     assert lower - 1e-12 <= value <= upper + 1e-12
     if len(set(scores.tolist())) == scores.size:  # without ties: one step of the coarser class
         assert upper - lower <= 1 / 60 + 1e-12
@@ -88,7 +92,10 @@ def test_agrees_with_brute_force_sweep(seed: int, decimals: int) -> None:
     assert abs(far_t - value) <= 0.1 and abs(frr_t - value) <= 0.1
 
     for p_target, c_miss, c_fa in ((0.01, 1, 1), (0.05, 1, 1), (0.3, 10, 1)):
-        dcf_bf = [c_miss * p_target * b + c_fa * (1 - p_target) * a for a, b in zip(far_bf, frr_bf)]
+        dcf_bf = [
+            c_miss * p_target * b + c_fa * (1 - p_target) * a
+            for a, b in zip(far_bf, frr_bf, strict=True)
+        ]
         best = min(dcf_bf) / min(c_miss * p_target, c_fa * (1 - p_target))
         value, threshold = metrics.min_dcf(scores, labels, p_target, c_miss, c_fa)
         assert value == pytest.approx(best)

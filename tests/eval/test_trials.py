@@ -87,7 +87,7 @@ def test_read_missing_and_write_whitespace(tmp_path: Path) -> None:
 def test_triangle_index_inverse() -> None:
     expected = [(a, b) for b in range(1, 300) for a in range(b)]  # m = b(b-1)/2 + a
     a, b = _triangle(np.arange(len(expected)))
-    assert list(zip(a.tolist(), b.tolist())) == expected
+    assert list(zip(a.tolist(), b.tolist(), strict=True)) == expected
     big = np.array([10**12, 10**13 + 7, 2**52])  # float rounding territory
     a, b = _triangle(big)
     assert np.all((0 <= a) & (a < b)) and np.all(b * (b - 1) // 2 + a == big)

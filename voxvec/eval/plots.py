@@ -59,11 +59,13 @@ def project_2d(embeddings: np.ndarray, method: str = "umap", seed: int = 0) -> n
             from sklearn.manifold import TSNE
         except ImportError as err:
             raise _missing("scikit-learn", err) from err
+        # Barnes-Hut only pays off for large N; on a few hundred points exact is faster
         reducer = TSNE(
             n_components=2,
             perplexity=min(30.0, (n - 1) / 3),
             metric="cosine",
             init="pca",
+            method="exact" if n <= 500 else "barnes_hut",
             random_state=seed,
         )
     return np.asarray(reducer.fit_transform(x), dtype=np.float64)
