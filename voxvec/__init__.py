@@ -65,8 +65,9 @@ def load(
     from voxvec.inference import Embedder
     from voxvec.pretrained import load_model
 
+    resolved = _resolve_device(device)
     model, card = load_model(name_or_path)
-    return Embedder(model, _resolve_device(device), card, **embedder_kwargs)
+    return Embedder(model, resolved, card, **embedder_kwargs)
 
 
 def available_models() -> list[str]:

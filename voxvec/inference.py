@@ -283,9 +283,11 @@ class Embedder:
             wav = trim_silence(wav, self.sample_rate, method=self.vad)
         speech_s = len(wav) / self.sample_rate
         if speech_s < self.min_speech_s:
-            what = "speech found by VAD" if self.vad is not None else "audio"
+            what = (
+                f"speech found by VAD (of {duration_s:.2f} s)" if self.vad is not None else "audio"
+            )
             raise ValueError(
-                f"{item.source}: {speech_s:.2f} s of {what} (of {duration_s:.2f} s) is below "
+                f"{item.source}: {speech_s:.2f} s of {what} is below "
                 f"min_speech_s={self.min_speech_s:g}; an embedding of it would be meaningless "
                 "(give a longer recording, or lower min_speech_s)"
             )

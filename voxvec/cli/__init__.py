@@ -48,6 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args._run(args))
-    except (FileNotFoundError, ValueError, KeyError, ImportError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as err:
         print(f"voxvec {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -181,7 +181,10 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
             if result.error is not None:
                 failed += 1
-                tqdm.write(f"{result.source}: {result.error}", file=sys.stderr)
+                message = str(result.error)
+                if result.source not in message:
+                    message = f"{result.source}: {message}"
+                tqdm.write(message, file=sys.stderr)
                 continue
             assert result.embedding is not None
             rows.append(result.embedding)

@@ -41,27 +41,36 @@ HELP = "evaluate verification (EER, minDCF, bootstrap CI) on a path,speaker mani
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the options of ``voxvec eval``."""
     parser.add_argument(
-        "--model", default=None, metavar="NAME|PATH",
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
         help="pretrained model name or .safetensors bundle (default: the default model)",
     )
     parser.add_argument("--manifest", required=True, help="path,speaker CSV of the test files")
     trials = parser.add_mutually_exclusive_group()
     trials.add_argument("--trials", metavar="FILE", help="trial list: 'label path1 path2' lines")
     trials.add_argument(
-        "--n-trials", type=int, metavar="N",
+        "--n-trials",
+        type=int,
+        metavar="N",
         help="generate N random trials from the manifest (default: all pairs of files)",
     )
     parser.add_argument(
-        "--trials-root", metavar="DIR",
+        "--trials-root",
+        metavar="DIR",
         help="folder that relative trial paths are relative to (default: the trial file's)",
     )
     parser.add_argument(
-        "--target-ratio", type=float, default=0.5, metavar="R",
+        "--target-ratio",
+        type=float,
+        default=0.5,
+        metavar="R",
         help="fraction of same-speaker trials among --n-trials (default: 0.5)",
     )
     parser.add_argument("--write-trials", metavar="FILE", help="save the generated trials here")
     parser.add_argument(
-        "--cohort", metavar="CSV",
+        "--cohort",
+        metavar="CSV",
         help="path,speaker CSV of cohort speakers (not the test speakers) for AS-norm",
     )
     parser.add_argument(
@@ -72,12 +81,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plot-method", choices=METHODS, default="umap", help="projection method (default: umap)"
     )
     parser.add_argument(
-        "--plot-speakers", type=int, default=20, metavar="N",
+        "--plot-speakers",
+        type=int,
+        default=20,
+        metavar="N",
         help="speakers shown in the plot (default: 20)",
     )
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument(
-        "--n-bootstrap", type=int, default=1000,
+        "--n-bootstrap",
+        type=int,
+        default=1000,
         help="bootstrap rounds for the EER interval; 0 skips it (default: 1000)",
     )
     parser.add_argument(

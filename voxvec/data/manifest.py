@@ -7,12 +7,14 @@ folder holding the CSV, so a corpus folder with its manifest can be moved as one
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-import tempfile
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -95,22 +97,35 @@ def write_manifest(
     Raises:
         ValueError: an item has an empty speaker id.
     """
-    csv_path = Path(path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
     base = None if relative_to is None else os.path.abspath(relative_to)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{csv_path.name}.", dir=csv_path.parent)
+    with atomic_open(path) as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(REQUIRED_COLUMNS)
+        for item in items:
+            if not item.speaker:
+                raise ValueError(f"empty speaker id for {item.path}")
+            out = str(item.path) if base is None else os.path.relpath(item.path, base)
+            writer.writerow((out, item.speaker))
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[TextIO]:
+    """Open a UTF-8 text file for writing that appears at ``path`` only once complete.
+
+    The text goes to a temporary file in the same folder (created if needed), renamed over
+    ``path`` when the block ends; if the block raises, the temporary file is removed and ``path``
+    is left as it was.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # not tempfile.mkstemp: its files are private (0600); this one gets the usual permissions
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(REQUIRED_COLUMNS)
-            for item in items:
-                if not item.speaker:
-                    raise ValueError(f"empty speaker id for {item.path}")
-                out = str(item.path) if base is None else os.path.relpath(item.path, base)
-                writer.writerow((out, item.speaker))
-        os.replace(tmp_name, csv_path)
+        with tmp.open("x", newline="", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, target)
     except BaseException:
-        os.unlink(tmp_name)
+        tmp.unlink(missing_ok=True)
         raise
 
 

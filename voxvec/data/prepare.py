@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from voxvec.data.manifest import ManifestItem, split_by_speaker, write_manifest
+from voxvec.data.manifest import ManifestItem, atomic_open, split_by_speaker, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -472,7 +472,7 @@ def prepare(
     unreadable_csv = None
     if unreadable:
         unreadable_csv = out / "unreadable.csv"
-        with unreadable_csv.open("w", newline="", encoding="utf-8") as f:
+        with atomic_open(unreadable_csv) as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(("path", "reason"))
             writer.writerows((str(path), reason) for path, reason in unreadable)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 METHODS = ("umap", "tsne")
+_NAMES = {"umap": "UMAP", "tsne": "t-SNE"}
 
 
 def _missing(package: str, err: ImportError) -> ImportError:
@@ -120,7 +121,7 @@ def projection_figure(
     for k, name in enumerate(names):
         mask = np.array([s == name for s in labels])
         ax.scatter(points[mask, 0], points[mask, 1], s=14, color=colours[k], label=name)
-    ax.set_title(title or f"{method.upper()} of {len(rows)} embeddings, {len(names)} speakers")
+    ax.set_title(title or f"{_NAMES[method]} of {len(rows)} embeddings, {len(names)} speakers")
     ax.set_xticks([])
     ax.set_yticks([])
     if len(names) <= 20:

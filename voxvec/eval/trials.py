@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from voxvec.data.manifest import ManifestItem
+from voxvec.data.manifest import ManifestItem, atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +87,6 @@ def write_trials(
     Raises:
         ValueError: a path contains whitespace (the format cannot hold it).
     """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     base = None if relative_to is None else os.path.abspath(relative_to)
 
     def text(p: Path) -> str:
@@ -98,15 +95,9 @@ def write_trials(
             raise ValueError(f"cannot write a trial path with whitespace: {name!r}")
         return name
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for trial in trials:
-                f.write(f"{trial.label} {text(trial.path1)} {text(trial.path2)}\n")
-        os.replace(tmp_name, out)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
+    with atomic_open(path) as f:
+        for trial in trials:
+            f.write(f"{trial.label} {text(trial.path1)} {text(trial.path2)}\n")
 
 
 def _triangle(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

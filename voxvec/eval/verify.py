@@ -78,9 +78,7 @@ def embed_files(
     return embeddings, failures
 
 
-def score_trials(
-    embeddings: Mapping[Any, np.ndarray], trials: Sequence[Trial]
-) -> np.ndarray:
+def score_trials(embeddings: Mapping[Any, np.ndarray], trials: Sequence[Trial]) -> np.ndarray:
     """Cosine similarity of each trial's two embeddings.
 
     Args:

@@ -76,15 +76,16 @@ class MaskedGroupNorm(nn.GroupNorm):
         if mask is None:
             return super().forward(x)
         batch, channels, n_frames = x.shape
-        groups = x.reshape(batch, self.num_groups, -1, n_frames)  # (B, G, C/G, T)
-        weight = mask[:, None, None, :].to(x.dtype)
-        count = weight.sum(-1, keepdim=True).sum(-2, keepdim=True) * groups.shape[2]
+        # Statistics in float32 (as autocast runs nn.GroupNorm): sums over many frames.
+        groups = x.float().reshape(batch, self.num_groups, -1, n_frames)  # (B, G, C/G, T)
+        weight = mask[:, None, None, :].float()
+        count = weight.sum(-1, keepdim=True) * groups.shape[2]
         mean = (groups * weight).sum((-2, -1), keepdim=True) / count
         var = ((groups - mean) ** 2 * weight).sum((-2, -1), keepdim=True) / count
         out = ((groups - mean) / (var + self.eps).sqrt()).reshape(batch, channels, n_frames)
         if self.affine:
             out = out * self.weight[None, :, None] + self.bias[None, :, None]
-        return out
+        return out.to(x.dtype)
 
 
 class ConvEncoder(nn.Module):
@@ -130,7 +131,7 @@ class ConvEncoder(nn.Module):
         for (_, kernel, stride), block in zip(self.spec, self.conv_layers, strict=True):
             lengths = (lengths - kernel) // stride + 1
             for layer in block.children():
-                if isinstance(layer, MaskedGroupNorm):
+                if isinstance(layer, MaskedGroupNorm) and bool((lengths < h.shape[-1]).any()):
                     h = layer(h, length_mask(lengths, h.shape[0], h.shape[-1], h.device))
                 else:
                     h = layer(h)

@@ -142,6 +142,17 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return holder[0]
 
 
+def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (e.g. batch-norm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each forward pass, so after the last step every
+    rank holds statistics updated by its own batch; this makes them identical again.
+    """
+    if info.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def cleanup(info: DistInfo) -> None:
     """Leave the process group (no-op in a single process)."""
     if info.distributed and dist.is_initialized():

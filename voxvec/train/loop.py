@@ -66,6 +66,7 @@ from voxvec.train.distributed import (
     DistInfo,
     all_gather_objects,
     barrier,
+    broadcast_buffers,
     cleanup,
     init_distributed,
     wrap_ddp,
@@ -325,6 +326,8 @@ class Trainer:
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, config.model_config)
+        # Training randomness (dropout, SpecAugment) differs between ranks.
+        torch.manual_seed(config.seed + self.dist.rank)
         sample_rate = self.model.sample_rate
         min_samples = round(config.min_crop_s * sample_rate)
         max_samples = round(config.max_crop_s * sample_rate)
@@ -537,10 +540,12 @@ class Trainer:
                         pending, tic = [], time.perf_counter()
                     if cfg.valid_csv and self.step % cfg.validation_interval == 0:
                         self._validate(run_log)
-                    if self.step % cfg.checkpoint_interval == 0 or self.step == self.total_steps:
-                        final = self._checkpoint()
                     if self.step >= self.total_steps:
+                        broadcast_buffers(self.model, self.dist)
+                        final = self._checkpoint()
                         break
+                    if self.step % cfg.checkpoint_interval == 0:
+                        self._checkpoint()
                 else:
                     self.epoch += 1
                     self.batches_done = 0

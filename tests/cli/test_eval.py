@@ -1,0 +1,162 @@
+"""Tests of ``voxvec eval``: real files, generated or given trials, JSON report, plot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from voxvec.cli import main
+from voxvec.data.manifest import ManifestItem, read_manifest, write_manifest
+from voxvec.eval.trials import read_trials
+from voxvec.pretrained import save_bundle
+from voxvec.registry import create_model
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained ConvGRU saved as a bundle (what --model accepts as a path)."""
+    torch.manual_seed(0)
+    model = create_model(
+        "convgru",
+        conv_layers=[[32, 10, 5], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 2, 2]],
+        hidden_size=64,
+        n_layers=1,
+        embed_dim=32,
+    )
+    return save_bundle(model, tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture
+def manifest(shared_data: Path, tmp_path: Path) -> Path:
+    """A test CSV of 4 real speakers x 3 recordings, plus a cohort CSV of 3 other speakers."""
+    items = read_manifest(shared_data / "speechocean762" / "manifest.csv")
+    speakers = sorted({i.speaker for i in items})
+
+    def pick(chosen: list[str], files: int) -> list[ManifestItem]:
+        return [i for s in chosen for i in [j for j in items if j.speaker == s][:files]]
+
+    write_manifest(pick(speakers[:4], 3), tmp_path / "test.csv")
+    write_manifest(pick(speakers[4:7], 2), tmp_path / "cohort.csv")
+    return tmp_path / "test.csv"
+
+
+def test_eval_generated_trials_json_and_plot(
+    bundle: Path, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_path = tmp_path / "out" / "report.json"
+    trials_path = tmp_path / "out" / "trials.txt"
+    plot_path = tmp_path / "out" / "umap.png"
+    args = [
+        "eval",
+        "--model",
+        str(bundle),
+        "--manifest",
+        str(manifest),
+        "--n-trials",
+        "30",
+        "--target-ratio",
+        "0.3",
+        "--write-trials",
+        str(trials_path),
+        "--json",
+        str(report_path),
+        "--cohort",
+        str(tmp_path / "cohort.csv"),
+        "--top-k",
+        "2",
+        "--n-bootstrap",
+        "50",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
+    ]
+    has_plot = all(importlib.util.find_spec(m) for m in ("sklearn", "matplotlib"))
+    if has_plot:
+        args += ["--plot", str(plot_path), "--plot-method", "tsne"]
+
+    assert main(args) == 0
+
+    printed = capsys.readouterr().out
+    assert "EER (%)" in printed and "as-norm" in printed
+    report = json.loads(report_path.read_text())
+    assert report["model"] == str(bundle) and report["trials"] == "30 sampled"
+    assert report["n_trials"] == 30 and report["n_target"] == 9 and report["n_failed_files"] == 0
+    for metrics in (report["raw"], report["normalized"]):
+        assert 0.0 <= metrics["eer"] <= 1.0
+        low, high = metrics["eer_ci"]
+        assert 0.0 <= low <= high <= 1.0
+        assert set(metrics["min_dcf"]) == {"0.01", "0.05"}
+    assert report["normalization"]["cohort_size"] == 3
+    trials = read_trials(trials_path)
+    assert len(trials) == 30 and sum(t.label for t in trials) == 9
+    assert not trials_path.read_text().split()[1].startswith("/")  # relative to the list
+    assert all(t.path1.is_file() and t.path2.is_file() for t in trials)
+    if has_plot:
+        assert plot_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_with_trial_list_reuses_it(
+    bundle: Path, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = read_manifest(manifest)
+    trials_path = tmp_path / "given.txt"
+    trials_path.write_text(
+        f"1 {items[0].path} {items[1].path}\n0 {items[0].path} {items[3].path}\n"
+        f"1 {items[4].path} {items[5].path}\n0 {items[5].path} {items[9].path}\n"
+    )
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(bundle),
+            "--manifest",
+            str(manifest),
+            "--trials",
+            str(trials_path),
+            "--n-bootstrap",
+            "0",
+            "--device",
+            "cpu",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["trials"] == str(trials_path)
+    assert report["n_trials"] == 4 and report["n_target"] == 2
+    assert report["raw"]["eer_ci"] is None
+
+
+def test_eval_errors(
+    bundle: Path, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("1 a.wav b.wav\n")
+    code = main(
+        ["eval", "--model", str(bundle), "--manifest", str(manifest), "--trials", str(outside)]
+    )
+    assert code == 2
+    assert "not in the manifest" in capsys.readouterr().err
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(bundle),
+            "--manifest",
+            str(manifest),
+            "--trials",
+            str(outside),
+            "--write-trials",
+            str(tmp_path / "w.txt"),
+        ]
+    )
+    assert code == 2
+    assert "--write-trials" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--manifest", str(manifest), "--trials", "t.txt", "--n-trials", "5"])
