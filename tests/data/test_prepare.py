@@ -241,6 +241,8 @@ def test_prepare_train_only_and_check_audio(tmp_path: Path) -> None:
     (corpus / "carol").mkdir()
     (corpus / "carol" / "bad.wav").write_bytes(b"not a wav file")
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "valid.csv").write_text("path,speaker\nstale.wav,old\n")  # from an earlier run
     report = prepare([("folders", corpus)], out, check_audio=True)
     assert sorted(p.name for p in out.iterdir()) == ["train.csv", "unreadable.csv"]
     assert {i.speaker for i in read_manifest(out / "train.csv")} == {

@@ -413,7 +413,9 @@ def prepare(
 
     Files found twice (the same corpus given twice) are kept once. Files left out (missing
     clips, or unreadable with ``check_audio``) are listed in ``<out_dir>/unreadable.csv``
-    (``path,reason``) and logged; they do not stop the run.
+    (``path,reason``) and logged; they do not stop the run. CSVs of an earlier run in
+    ``out_dir`` that this run does not write (e.g. ``valid.csv`` with ``n_valid=0``) are
+    removed, so the folder always holds one consistent split.
 
     Args:
         sources: ``(corpus kind, root)`` pairs; kinds are those of :data:`CORPORA`.
@@ -464,12 +466,15 @@ def prepare(
     outputs: dict[str, Path] = {}
     for name, part in parts.items():
         if not part:
+            # a split from an earlier run here would no longer be speaker-disjoint from train
+            (out / f"{name}.csv").unlink(missing_ok=True)
             continue
         outputs[name] = out / f"{name}.csv"
         write_manifest(part, outputs[name])
         splits[name] = (len(part), len({item.speaker for item in part}))
 
     unreadable_csv = None
+    (out / "unreadable.csv").unlink(missing_ok=True)
     if unreadable:
         unreadable_csv = out / "unreadable.csv"
         with atomic_open(unreadable_csv) as f:

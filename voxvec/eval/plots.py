@@ -99,13 +99,13 @@ def projection_figure(
         ValueError: ``speakers`` does not match ``embeddings``, or as :func:`project_2d`.
         ImportError: matplotlib or the projection package is missing.
     """
+    x = np.asarray(embeddings)
+    if len(speakers) != len(x):
+        raise ValueError(f"{len(speakers)} speaker ids for {len(x)} embeddings")
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
         raise _missing("matplotlib", err) from err
-    x = np.asarray(embeddings)
-    if len(speakers) != len(x):
-        raise ValueError(f"{len(speakers)} speaker ids for {len(x)} embeddings")
     names = sorted(set(speakers))
     if len(names) > max_speakers:
         rng = np.random.default_rng(seed)
