@@ -5,11 +5,11 @@ reported and its trials are dropped. Trials come from a VoxCeleb-style list (--t
 "label path1 path2", 1 = same speaker) or are generated from the manifest: every pair of files,
 or with --n-trials a seeded random sample with --target-ratio same-speaker pairs (save it with
 --write-trials so others score the same trials). Every trial file must be in the manifest, which
-gives the speakers for the confidence interval: the EER is recomputed on 1000 resamplings of
-the speakers (with replacement) and the middle 95% of those EERs is reported.
+gives the speakers for the confidence interval: the EER is recomputed on --n-bootstrap
+resamplings of the speakers (with replacement) and the middle 95% of those EERs is reported.
 
 examples:
-  voxvec eval --model convgru_embedder --manifest test.csv --n-trials 20000 \\
+  voxvec eval --model convgru-rf5 --manifest test.csv --n-trials 20000 \\
       --write-trials trials.txt --json report.json
   voxvec eval --model run/model.safetensors --manifest vox1_test.csv \\
       --trials veri_test2.txt --trials-root /data/vox1/wav --cohort cohort.csv
@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME|PATH",
         help="pretrained model name or .safetensors bundle (default: the default model)",
     )
-    parser.add_argument("--manifest", required=True, help="path,speaker CSV of the test files")
+    parser.add_argument(
+        "--manifest", required=True, metavar="CSV", help="path,speaker CSV of the test files"
+    )
     trials = parser.add_mutually_exclusive_group()
     trials.add_argument("--trials", metavar="FILE", help="trial list: 'label path1 path2' lines")
     trials.add_argument(
@@ -74,7 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="path,speaker CSV of cohort speakers (not the test speakers) for AS-norm",
     )
     parser.add_argument(
-        "--top-k", type=int, default=200, help="AS-norm cohort speakers per side (default: 200)"
+        "--top-k",
+        type=int,
+        default=200,
+        metavar="K",
+        help="AS-norm cohort speakers per side (default: 200)",
     )
     parser.add_argument("--plot", metavar="FILE.png", help="write a 2-D projection of embeddings")
     parser.add_argument(
@@ -92,13 +98,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n-bootstrap",
         type=int,
         default=1000,
+        metavar="N",
         help="bootstrap rounds for the EER interval; 0 skips it (default: 1000)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of trial sampling and bootstrap (default: 0)"
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of trial sampling and bootstrap (default: 0)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)"
+        "--batch-size",
+        type=int,
+        default=32,
+        metavar="N",
+        help="inputs per forward pass (default: 32)",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 

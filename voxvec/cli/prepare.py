@@ -26,6 +26,7 @@ _SOURCES = (
     ("vox1", "VoxCeleb1 root (<idNNNNN>/<video>/*.wav, also below wav/)"),
     ("vox2", "VoxCeleb2 root (<idNNNNN>/<video>/*.m4a|.wav, also below aac/ or dev/aac/)"),
     ("folders", "generic layout: one sub-folder per speaker, audio anywhere below it"),
+    ("manifest", "an existing path,speaker CSV (speaker ids kept as they are)"),
 )
 
 
@@ -48,6 +49,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="speakers held out for test.csv (default: 0, no test.csv)",
+    )
+    parser.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="instead of --valid-speakers: hold out this fraction of each corpus's speakers "
+        "(at least 1 per corpus)",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="instead of --test-speakers: this fraction of each corpus's speakers (at least 2)",
+    )
+    parser.add_argument(
+        "--relative",
+        action="store_true",
+        help="write paths relative to --out-dir (portable split files) instead of absolute",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the speaker split (default: 0)"
@@ -79,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         args.out_dir,
         n_valid=args.valid_speakers,
         n_test=args.test_speakers,
+        valid_fraction=args.valid_fraction,
+        test_fraction=args.test_fraction,
+        relative_paths=args.relative,
         seed=args.seed,
         check_audio=args.check_audio,
         vctk_mic=args.vctk_mic,

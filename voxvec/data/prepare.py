@@ -32,7 +32,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from voxvec.data.manifest import ManifestItem, atomic_open, split_by_speaker, write_manifest
+from voxvec.data.manifest import (
+    ManifestItem,
+    atomic_open,
+    read_manifest,
+    split_by_speaker,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ VOXCELEB_EXTENSIONS = (".wav", ".m4a", ".flac", ".ogg", ".opus")
 VOXCELEB_SUBDIRS = ("", "wav", "aac", "dev/wav", "dev/aac", "test/wav", "test/aac")
 _VOXCELEB_SPEAKER = re.compile(r"id\d+")
 
-CORPORA = ("librispeech", "vctk", "commonvoice", "vox1", "vox2", "folders")
+CORPORA = ("librispeech", "vctk", "commonvoice", "vox1", "vox2", "folders", "manifest")
 """Corpus kinds :func:`prepare` accepts."""
 
 
@@ -340,6 +346,34 @@ def scan_folders(root: str | os.PathLike[str], prefix: str | None = None) -> Cor
     return CorpusScan("folders", base, sorted(items, key=lambda i: i.path))
 
 
+def scan_manifest(csv_path: str | os.PathLike[str]) -> CorpusScan:
+    """Take an existing ``path,speaker`` CSV as one corpus (speaker ids kept as they are).
+
+    Files it lists that do not exist are left out and reported, like a corpus's missing clips.
+
+    Raises:
+        FileNotFoundError: the CSV does not exist.
+        ValueError: a malformed CSV, or no listed file exists.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"manifest not found: {csv_path}")
+    items, missing = [], []
+    for item in read_manifest(csv_path):
+        if item.path.is_file():
+            items.append(item)
+        else:
+            missing.append((item.path, "listed in the manifest but not found"))
+    if not items:
+        raise ValueError(f"none of the {len(missing)} files listed in {csv_path} exists")
+    return CorpusScan("manifest", csv_path.parent, sorted(items, key=lambda i: i.path), missing)
+
+
+def _held_out(n_speakers: int, fraction: float, minimum: int) -> int:
+    """Speakers to hold out of ``n_speakers`` for a split of ``fraction`` (0 means none)."""
+    return 0 if fraction <= 0 else max(minimum, round(fraction * n_speakers))
+
+
 def check_readable(
     items: Sequence[ManifestItem], progress: bool = False
 ) -> tuple[list[ManifestItem], list[tuple[Path, str]]]:
@@ -377,6 +411,7 @@ def _scanners(vctk_mic: str, commonvoice_tsv: str) -> dict[str, Callable[[Path],
         "vox1": functools.partial(scan_voxceleb, corpus="vox1"),
         "vox2": functools.partial(scan_voxceleb, corpus="vox2"),
         "folders": scan_folders,
+        "manifest": scan_manifest,
     }
 
 
@@ -404,6 +439,9 @@ def prepare(
     n_valid: int = 0,
     n_test: int = 0,
     seed: int = 0,
+    valid_fraction: float = 0.0,
+    test_fraction: float = 0.0,
+    relative_paths: bool = False,
     check_audio: bool = False,
     vctk_mic: str = "mic1",
     commonvoice_tsv: str = "validated.tsv",
@@ -422,6 +460,12 @@ def prepare(
         out_dir: where the CSVs go (created if needed).
         n_valid: speakers held out for ``valid.csv`` (written only when > 0).
         n_test: speakers held out for ``test.csv`` (written only when > 0).
+        valid_fraction: instead of ``n_valid``, hold out this fraction of the speakers of each
+            source separately (at least one per source), so every corpus is represented.
+        test_fraction: instead of ``n_test``, this fraction of each source's speakers (at least
+            two per source, so that each corpus has non-target test trials).
+        relative_paths: write paths relative to ``out_dir`` (portable split files) instead of
+            absolute ones.
         seed: seed of the speaker split.
         check_audio: open every file's header with soundfile and leave out those that fail.
         vctk_mic: the VCTK 0.92 microphone to keep.
@@ -458,7 +502,24 @@ def prepare(
         raise ValueError(f"no readable audio file left out of {len(unreadable)} found")
     items.sort(key=lambda i: (i.speaker, str(i.path)))
 
-    train, valid, test = split_by_speaker(items, n_valid, n_test, seed)
+    if valid_fraction > 0 or test_fraction > 0:
+        if n_valid or n_test:
+            raise ValueError("give held-out speakers as counts or as fractions, not both")
+        train, valid, test = [], [], []
+        for scan in scans:
+            kept = {item.path for item in scan.items}
+            part = [item for item in items if item.path in kept]
+            n_speakers = len({item.speaker for item in part})
+            split = split_by_speaker(
+                part,
+                _held_out(n_speakers, valid_fraction, 1),
+                _held_out(n_speakers, test_fraction, 2),
+                seed,
+            )
+            for whole, piece in zip((train, valid, test), split, strict=True):
+                whole.extend(piece)
+    else:
+        train, valid, test = split_by_speaker(items, n_valid, n_test, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parts = {"train": train, "valid": valid, "test": test}
@@ -470,7 +531,7 @@ def prepare(
             (out / f"{name}.csv").unlink(missing_ok=True)
             continue
         outputs[name] = out / f"{name}.csv"
-        write_manifest(part, outputs[name])
+        write_manifest(part, outputs[name], relative_to=out if relative_paths else None)
         splits[name] = (len(part), len({item.speaker for item in part}))
 
     unreadable_csv = None
