@@ -48,7 +48,9 @@ def write_corpus(root: Path, n_speakers: int, n_files: int, seed: int) -> Path:
         for k in range(n_files):
             n = int(SAMPLE_RATE * rng.uniform(1.0, 1.6))
             name = f"spk{s}_{k}.wav"
-            sf.write(root / name, _voice(rng, f0 * rng.uniform(0.97, 1.03), formant, n), SAMPLE_RATE)
+            sf.write(
+                root / name, _voice(rng, f0 * rng.uniform(0.97, 1.03), formant, n), SAMPLE_RATE
+            )
             lines.append(f"{name},syn-{seed}-{s}")
     manifest = root / "manifest.csv"
     manifest.write_text("\n".join(lines) + "\n")

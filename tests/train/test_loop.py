@@ -61,7 +61,7 @@ def _train_interrupted(config, stop_after: int):
         trainer.fit()
 
 
-@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("num_workers", [0, 2])
 def test_a_killed_run_resumes_exactly(tiny_config, tmp_path, num_workers):
     # Randomness everywhere: dropout-like SpecAugment in the model, augmentation in the workers,
     # the AAM margin ramp, several epochs (6 steps over 2 batches per epoch).
@@ -89,7 +89,9 @@ def test_a_killed_run_resumes_exactly(tiny_config, tmp_path, num_workers):
     for a, b in zip(
         straight["optimizer"]["state"].values(), resumed["optimizer"]["state"].values(), strict=True
     ):
-        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(
+            a["exp_avg_sq"], b["exp_avg_sq"]
+        )
     assert resumed["sampler"] == straight["sampler"]
 
 
@@ -166,5 +168,7 @@ def test_train_collate_is_a_function_of_the_batch_items(synthetic_corpus):
     c = collate([dataset[i] for i in (0, 5, 10)])
     assert torch.equal(a["wav"], b["wav"]) and torch.equal(a["lengths"], b["lengths"])
     assert not torch.equal(a["wav"][0], c["wav"][0])
-    plain = TrainCollate(CropCollate(8000, 12000, seed=1), None, seed=1)([dataset[i] for i in (0, 5, 9)])
+    plain = TrainCollate(CropCollate(8000, 12000, seed=1), None, seed=1)(
+        [dataset[i] for i in (0, 5, 9)]
+    )
     assert not np.allclose(plain["wav"].numpy(), a["wav"].numpy())

@@ -23,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="ckpt_*.pt file, or a run directory (its latest one)")
     parser.add_argument("out", help="the .safetensors bundle to write")
     parser.add_argument(
-        "--meta", action="append", default=[], metavar="KEY=VALUE",
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="extra metadata entry for the bundle's model card (repeatable)",
     )
 

@@ -269,7 +269,8 @@ class TrainStep(nn.Module):
 
 def _param_groups(*modules: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: decay on weight matrices and kernels; none on biases, norms, scalars."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for module in modules:
         for p in module.parameters():
             if p.requires_grad:
@@ -573,7 +574,7 @@ class Trainer:
         audio_s = means.pop("audio_s") * len(pending) * self.dist.world_size
         if run_log is None:
             return
-        lr = self.scheduler.get_last_lr()[0]
+        lr = float(self.scheduler.get_last_lr()[0])
         values = {f"train/{k}": v for k, v in means.items() if k != "grad_norm"}
         values.update(
             {
@@ -607,8 +608,17 @@ class Trainer:
         if self._valid is None:
             cfg = self.config
             assert cfg.valid_csv
+            valid_items = read_manifest(cfg.valid_csv)
+            shared = {i.speaker for i in valid_items} & {i.speaker for i in self.train_items}
+            if shared:
+                logger.warning(
+                    "%d validation speaker(s) also in train_csv (e.g. %s): the validation EER "
+                    "is optimistic; split by speaker (voxvec prepare --valid-speakers)",
+                    len(shared),
+                    sorted(shared)[0],
+                )
             items = _select_validation(
-                read_manifest(cfg.valid_csv), cfg.valid_n_speakers, cfg.valid_n_utterances, cfg.seed
+                valid_items, cfg.valid_n_speakers, cfg.valid_n_utterances, cfg.seed
             )
             sample_rate = self.model.sample_rate
             max_samples = round(cfg.valid_max_s * sample_rate)

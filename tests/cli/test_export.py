@@ -1,0 +1,75 @@
+"""Tests of ``voxvec export``: checkpoint or run directory -> a bundle that voxvec.load reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import voxvec
+from voxvec.cli import main
+from voxvec.pretrained import load_bundle
+from voxvec.registry import config_to_dict, create_model
+from voxvec.train.checkpoint import save_checkpoint
+
+TINY = {"hidden_size": 16, "n_layers": 1, "embed_dim": 8}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run directory with two training checkpoints of a tiny GRU (steps 10 and 20)."""
+    for step in (10, 20):
+        torch.manual_seed(step)
+        model = create_model("gru", TINY)
+        state = {
+            "arch": "gru",
+            "model_config": config_to_dict(model.config),
+            "model": model.state_dict(),
+            "optimizer": {"state": {}, "param_groups": []},
+            "step": step,
+            "epoch": 0,
+            "config": {"loss": "ge2e"},
+            "train_data": {"train_csv": "train.csv", "n_files": 12, "n_speakers": 3},
+        }
+        save_checkpoint(state, tmp_path / "run", step, keep_last_k=5)
+    return tmp_path / "run"
+
+
+def test_export_a_run_directory_takes_its_latest_checkpoint(run_dir, tmp_path, capsys):
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(run_dir), str(out), "--meta", "name=tiny-gru",
+                 "--meta", "licence=CC-BY-4.0"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.strip() == str(out)
+    model, card = load_bundle(out)
+    assert card["steps"] == 20 and card["arch"] == "gru" and card["name"] == "tiny-gru"
+    assert card["licence"] == "CC-BY-4.0" and card["train_data"]["n_speakers"] == 3
+    torch.manual_seed(20)
+    expected = create_model("gru", TINY).state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key])
+    embedder = voxvec.load(str(out), device="cpu")
+    emb = embedder.embed([np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.1],
+                         sample_rate=22050)  # fmt: skip
+    assert emb.shape == (1, 8) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_export_a_named_checkpoint(run_dir, tmp_path):
+    out = tmp_path / "m10.safetensors"
+    assert main(["export", str(run_dir / "ckpt_00000010.pt"), str(out)]) == 0
+    assert load_bundle(out)[1]["steps"] == 10
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["{empty}", "m.safetensors"], "no checkpoint"),
+        (["{run}", "m.safetensors", "--meta", "novalue"], "KEY=VALUE"),
+        (["{run}/nope.pt", "m.safetensors"], "nope.pt"),
+    ],
+)
+def test_export_errors(run_dir, tmp_path, capsys, argv, message):
+    (tmp_path / "empty").mkdir()
+    args = [a.format(run=run_dir, empty=tmp_path / "empty") for a in argv]
+    args[1] = str(tmp_path / args[1])
+    assert main(["export", *args]) == 2
+    assert message in capsys.readouterr().err
