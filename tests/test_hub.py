@@ -38,6 +38,7 @@ def test_hub_list_shows_only_models(monkeypatch: pytest.MonkeyPatch) -> None:
         "convgru_embedder",
         "convgru_embedder_sc09",
         "gru_embedder",
+        "voxvec_default",
     ]
 
 
@@ -143,3 +144,16 @@ def test_convgru_entry_points_load_their_release(monkeypatch: pytest.MonkeyPatch
         model = entry(pretrained=True, progress=False, device="cpu")
         assert model.model is source and not model.training
     assert asked == ["convgru-rf5", "convgru-rf5-sc09"]
+
+
+def test_hub_load_local_voxvec_default_is_bundled_and_offline(shared_data: Path) -> None:
+    embedder = torch.hub.load(str(REPO_ROOT), "voxvec_default", source="local", device="cpu")
+    assert embedder.card["name"] == "voxvec-default" and embedder.threshold is not None
+    wav = shared_data / "librispeech-train-clean-100-sample/audio/103-1240-0000.flac"
+    emb = embedder.embed([wav, wav])
+    assert emb.shape == (2, 256)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    untrained = torch.hub.load(
+        str(REPO_ROOT), "voxvec_default", source="local", pretrained=False, device="cpu"
+    )
+    assert untrained.card == {} and untrained.model.arch == "ecapa"

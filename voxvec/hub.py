@@ -25,10 +25,11 @@ from torch import Tensor, nn
 from voxvec import _resolve_device
 from voxvec.audio import io
 from voxvec.audio.features import log_mel
+from voxvec.inference import Embedder
 from voxvec.models.base import SpeakerEncoder
 from voxvec.models.convgru import ConvGRUEncoder
 from voxvec.models.gru import MIN_LOG_VALUE, GRUEncoder
-from voxvec.pretrained import load_model, load_state_dict_strict
+from voxvec.pretrained import DEFAULT_MODEL, load_model, load_state_dict_strict
 from voxvec.registry import config_to_dict, create_model
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "convgru_embedder",
     "convgru_embedder_sc09",
     "gru_embedder",
+    "voxvec_default",
 ]
 
 
@@ -242,3 +244,25 @@ def convgru_embedder_sc09(
         A :class:`ConvGRUEmbedder` in eval mode on ``device``.
     """
     return _convgru("convgru-rf5-sc09", pretrained, progress, device)
+
+
+def voxvec_default(pretrained: bool = True, device: str | torch.device | None = None) -> Embedder:
+    """voxvec's default model (ECAPA-TDNN-lite, bundled, offline) behind the inference API.
+
+    Unlike the original entry points this returns an :class:`~voxvec.inference.Embedder`, not a
+    bare module: ``embedder.embed(paths_or_arrays, sample_rate=...)`` -> ``(N, 256)`` unit
+    vectors, with resampling, log-mels, batching and long-audio windows handled;
+    ``embedder.model`` is the ``(B, frames, 80)`` log-mel -> ``(B, 256)`` module.
+
+    Args:
+        pretrained: load the bundled weights; False gives an untrained model of the same shape.
+        device: where to run; None means CUDA when available, else CPU.
+
+    Returns:
+        An :class:`~voxvec.inference.Embedder`.
+    """
+    if pretrained:
+        model, card = load_model(DEFAULT_MODEL)
+    else:
+        model, card = create_model("ecapa"), {}
+    return Embedder(model, device=_resolve_device(device), card=card)

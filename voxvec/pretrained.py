@@ -412,6 +412,8 @@ class PretrainedSpec:
             when not pinned.
         converter: turns the content of an original pickled release file into voxvec's state
             dict; None: the file is a voxvec bundle (:func:`save_bundle`).
+        card_asset: a JSON model card in ``voxvec/assets/`` (training data, recipe, held-out
+            results, verification thresholds, limits) merged into the loaded card.
     """
 
     name: str
@@ -425,6 +427,7 @@ class PretrainedSpec:
     asset: str | None = None
     sha256: str | None = None
     converter: Callable[[Any], dict[str, Tensor]] | None = None
+    card_asset: str | None = None
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.asset is None):
@@ -441,8 +444,8 @@ class PretrainedSpec:
         return self.url if self.url is not None else str(ASSETS_DIR / str(self.asset))
 
     def card(self) -> dict[str, Any]:
-        """The spec as a model card."""
-        return {
+        """The spec as a model card, with the bundled JSON card's fields when it has one."""
+        card = {
             "name": self.name,
             "arch": self.arch,
             "sample_rate": self.sample_rate,
@@ -451,6 +454,15 @@ class PretrainedSpec:
             "description": self.description,
             "source": self.source,
         }
+        if self.card_asset is not None:
+            path = ASSETS_DIR / self.card_asset
+            try:
+                card.update(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, json.JSONDecodeError) as e:
+                raise ValueError(
+                    f"pretrained model {self.name!r}: bad model card '{path}': {e}"
+                ) from e
+        return card
 
 
 _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
@@ -495,6 +507,20 @@ _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
                 ),
                 url=f"{_RF5_RELEASES}/0.1/convgru_sc09_ckpt_00077500-strip.pt",
                 converter=rf5_state_dict,
+            ),
+            PretrainedSpec(
+                name=DEFAULT_MODEL,
+                arch="ecapa",
+                sample_rate=16000,
+                input_kind="logmel",
+                n_params=2_148_320,
+                description=(
+                    "voxvec's default: ECAPA-TDNN-lite on 16 kHz log-mels, trained by "
+                    "configs/voxvec-default.yaml on 460 speakers of 5 corpora in 6 languages; "
+                    "ships inside the package"
+                ),
+                asset="voxvec-default.safetensors",
+                card_asset="voxvec-default.json",
             ),
         )
     }
@@ -644,7 +670,7 @@ def load_model(
                     f"pretrained model {spec.name!r}: '{path}' holds a '{model.arch}' model, "
                     f"expected '{spec.arch}'"
                 )
-            return model, {**spec.card(), **card}
+            return model, {**card, **spec.card()}
         model = _load_checkpoint_model(path, spec.converter, spec.arch, dict(spec.config))
         return model, spec.card()
     path = Path(name_or_path).expanduser()

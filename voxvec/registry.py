@@ -64,7 +64,9 @@ def get_model_class(name: str) -> type[SpeakerEncoder]:
     try:
         return _MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model architecture {name!r}; registered: {sorted(_MODELS)}") from None
+        raise KeyError(
+            f"unknown model architecture {name!r}; registered: {sorted(_MODELS)}"
+        ) from None
 
 
 def config_from_dict(config_class: type[C], values: Mapping[str, Any]) -> C:

@@ -505,7 +505,9 @@ def prepare(
     if valid_fraction > 0 or test_fraction > 0:
         if n_valid or n_test:
             raise ValueError("give held-out speakers as counts or as fractions, not both")
-        train, valid, test = [], [], []
+        train: list[ManifestItem] = []
+        valid: list[ManifestItem] = []
+        test: list[ManifestItem] = []
         for scan in scans:
             kept = {item.path for item in scan.items}
             part = [item for item in items if item.path in kept]

@@ -42,7 +42,8 @@ class SpeakerEncoder(nn.Module):
         super().__init__()
         if not isinstance(config, self.config_class):
             raise TypeError(
-                f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(config)!r}"
+                f"{type(self).__name__} expects a {self.config_class.__name__}, "
+                f"got {type(config)!r}"
             )
         self.config: Any = config
 
