@@ -215,9 +215,12 @@ def test_embed_speaker_and_verify(small: Embedder, real_files: list[Path]) -> No
     assert small.verify(real_files[0], real_files[1], threshold=score - 1e-3) == pytest.approx(
         (score, True), abs=1e-4
     )
-    carded = Embedder(small.model, card={"thresholds": {"eer": score + 1e-3}})
+    carded = Embedder(small.model, card={"thresholds": {"eer": score + 1e-3, "far1": score - 1e-3}})
     got_score, same = carded.verify(real_files[0], real_files[1])
     assert got_score == pytest.approx(score, abs=1e-4) and same is False
+    assert carded.verify(real_files[0], real_files[1], threshold="far1")[1] is True
+    with pytest.raises(ValueError, match="'far5'.*'eer', 'far1'"):
+        carded.verify(real_files[0], real_files[1], threshold="far5")
 
 
 def test_similarity_shapes_and_values() -> None:

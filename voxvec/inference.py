@@ -182,9 +182,31 @@ class Embedder:
 
     @property
     def threshold(self) -> float | None:
-        """The model card's threshold for :meth:`verify` (``thresholds["eer"]``), or None."""
+        """The model card's default decision threshold (its ``"eer"`` operating point), or None."""
         value = (self.card.get("thresholds") or {}).get("eer")
         return None if value is None else float(value)
+
+    def resolve_threshold(self, threshold: float | str | None = None) -> float:
+        """A decision threshold: a number as given, or an operating point of the model card.
+
+        Args:
+            threshold: a cosine score; a name from the card's ``thresholds`` (for the default
+                model ``"eer"``, the equal-error point, and ``"far1"``, 1% false accepts, both
+                chosen on held-out validation speakers); None for ``"eer"``.
+
+        Raises:
+            ValueError: a name the card does not have, or no threshold at all.
+        """
+        if isinstance(threshold, (int, float)):
+            return float(threshold)
+        points = self.card.get("thresholds") or {}
+        name = "eer" if threshold is None else threshold
+        if name not in points:
+            raise ValueError(
+                f"no decision threshold {name!r}: the model card has {sorted(points) or 'none'} "
+                "(calibrate one on your data with `voxvec eval`) - pass a number instead"
+            )
+        return float(points[name])
 
     def __repr__(self) -> str:
         name = self.card.get("name") or type(self.model).__name__
@@ -462,7 +484,7 @@ class Embedder:
         b: EmbedInput,
         *,
         sample_rate: int | None = None,
-        threshold: float | None = None,
+        threshold: float | str | None = None,
     ) -> tuple[float, bool]:
         """Whether ``a`` and ``b`` are the same speaker.
 
@@ -471,8 +493,9 @@ class Embedder:
         Args:
             a, b: inputs as accepted by :meth:`embed`.
             sample_rate: rate in Hz of any waveforms given.
-            threshold: decide "same" when the cosine score is >= this; None uses the model
-                card's threshold (:attr:`threshold`).
+            threshold: decide "same" when the cosine score is >= this: a number, or an
+                operating point of the model card (see :meth:`resolve_threshold`); None uses
+                the card's ``"eer"`` point.
 
         Returns:
             ``(score, same)``: the cosine similarity in [-1, 1] and the decision.
@@ -481,15 +504,9 @@ class Embedder:
             ValueError: no threshold was given and the model card has none; otherwise as
                 :meth:`embed`.
         """
-        if threshold is None:
-            threshold = self.threshold
-        if threshold is None:
-            raise ValueError(
-                "no decision threshold: the model card has no thresholds['eer'] (calibrate one "
-                "on your data with voxvec's evaluation tools) - pass threshold=..."
-            )
+        value = self.resolve_threshold(threshold)
         score = similarity(self.embed_speaker(a, sample_rate), self.embed_speaker(b, sample_rate))
-        return float(score), bool(score >= threshold)
+        return float(score), bool(score >= value)
 
 
 def similarity(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> Any:

@@ -59,6 +59,17 @@ def test_threshold_option_and_no_threshold(
     assert "decision" not in out
     assert main([*args, "--threshold", "-1"]) == 0
     assert "decision same speaker (threshold -1.0000)" in capsys.readouterr().out
+    assert main([*args, "--threshold", "far1"]) == 2
+    assert "no decision threshold 'far1'" in capsys.readouterr().err
+
+
+def test_named_operating_point_from_the_card(
+    speech: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_path = _bundle(tmp_path / "m.safetensors", {"thresholds": {"eer": 0.999, "far1": -1.0}})
+    args = ["similarity", str(speech[0]), str(speech[1]), "--model", str(model_path)]
+    assert main([*args, "--threshold", "far1"]) == 0
+    assert "decision same speaker (threshold -1.0000)" in capsys.readouterr().out
 
 
 def test_missing_file_is_an_error(

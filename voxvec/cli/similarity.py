@@ -26,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument(
         "--threshold",
-        type=float,
         default=None,
-        help="decision threshold (default: the model card's)",
+        help="decision threshold: a cosine score, or an operating point of the model card "
+        "(eer, far1 for the default model); default: the card's eer point",
     )
 
 
@@ -40,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
     emb = embedder.embed([args.a, args.b])
     score = similarity(emb[0], emb[1])
     print(f"similarity {score:.4f}")
-    threshold = args.threshold if args.threshold is not None else embedder.threshold
+    threshold = None
+    if args.threshold is not None:
+        try:
+            threshold = float(args.threshold)
+        except ValueError:
+            threshold = embedder.resolve_threshold(args.threshold)
+    elif embedder.threshold is not None:
+        threshold = embedder.threshold
     if threshold is not None:
         decision = "same speaker" if score >= threshold else "different speakers"
         print(f"decision {decision} (threshold {threshold:.4f})")
