@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voxvec.cli.embed import add_model_arguments, load_embedder
 from voxvec.data.manifest import read_manifest
 from voxvec.eval.plots import METHODS, plot_embeddings
 from voxvec.eval.trials import generate_trials, read_trials, write_trials
@@ -40,12 +41,7 @@ HELP = "evaluate verification (EER, minDCF, bootstrap CI) on a path,speaker mani
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the options of ``voxvec eval``."""
-    parser.add_argument(
-        "--model",
-        default=None,
-        metavar="NAME|PATH",
-        help="pretrained model name or .safetensors bundle (default: the default model)",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--manifest", required=True, metavar="CSV", help="path,speaker CSV of the test files"
     )
@@ -115,12 +111,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="inputs per forward pass (default: 32)",
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, embed, score, print the table; optionally write JSON, trials, a plot."""
-    import voxvec
 
     items = read_manifest(args.manifest)
     if args.trials is not None:
@@ -136,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     trial_speakers(items, trials)
 
     progress = sys.stderr.isatty()
-    embedder = voxvec.load(args.model, device=args.device)
+    embedder = load_embedder(args)
     embeddings, failures = embed_files(
         embedder,
         [p for t in trials for p in (t.path1, t.path2)],
