@@ -114,7 +114,7 @@ def build_corpus(
 
 
 def conditions(noise_dir: str, seed: int) -> dict[str, Callable[[np.ndarray, str], np.ndarray]]:
-    """Condition name -> transform of one 16 kHz waveform (``key`` seeds its randomness)."""
+    """Waveform transforms of the conditions that need one (8k and long are built apart)."""
 
     def noisy(snr_db: float) -> Callable[[np.ndarray, str], np.ndarray]:
         augmenter = Augmenter(
@@ -137,7 +137,6 @@ def conditions(noise_dir: str, seed: int) -> dict[str, Callable[[np.ndarray, str
 
     return {
         "clean": lambda wav, key: wav,
-        "8k": lambda wav, key: wav,  # resampled in embed(); see embed_condition
         "noise10": noisy(10.0),
         "noise0": noisy(0.0),
         "silence10": silence,

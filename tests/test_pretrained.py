@@ -278,7 +278,7 @@ def test_bundle_header(tmp_path: Path) -> None:
     assert header["arch"] == "gru"
     assert json.loads(header["config"])["hidden_size"] == 4
     assert json.loads(header["metadata"]) == {}
-    assert not (tmp_path / "m.safetensors.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
 
 
 def test_bundle_errors(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from typing import Any, BinaryIO, ClassVar
 import torch
 from torch import Tensor
 
+from voxvec.atomic import atomic_path
 from voxvec.models.base import SpeakerEncoder
 from voxvec.registry import config_to_dict, create_model
 
@@ -336,9 +337,8 @@ def save_bundle(
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 
@@ -439,9 +439,16 @@ class PretrainedSpec:
         return self.asset if self.asset is not None else str(self.url).rsplit("/", 1)[-1]
 
     @property
+    def local_path(self) -> Path:
+        """Where the weights file is read from: the bundled asset, or the torch hub cache."""
+        if self.asset is not None:
+            return ASSETS_DIR / self.asset
+        return Path(torch.hub.get_dir()) / "checkpoints" / self.filename
+
+    @property
     def source(self) -> str:
         """The download URL or the bundled asset's path."""
-        return self.url if self.url is not None else str(ASSETS_DIR / str(self.asset))
+        return self.url if self.url is not None else str(self.local_path)
 
     def card(self) -> dict[str, Any]:
         """The spec as a model card, with the bundled JSON card's fields when it has one."""
@@ -554,8 +561,8 @@ def _sha256(path: Path) -> str:
 
 def _fetch(spec: PretrainedSpec, progress: bool) -> Path:
     """The spec's weights file: the bundled asset, or the download cached in the torch hub dir."""
+    path = spec.local_path
     if spec.asset is not None:
-        path = ASSETS_DIR / spec.asset
         if not path.is_file():
             raise FileNotFoundError(
                 f"pretrained model {spec.name!r}: its bundled weights '{path}' are missing "
@@ -563,7 +570,6 @@ def _fetch(spec: PretrainedSpec, progress: bool) -> Path:
             )
         return path
     url = str(spec.url)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / spec.filename
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,12 +32,10 @@ def _size(n_params: int) -> tuple[str, str]:
 
 def _weights_status(spec: PretrainedSpec) -> str:
     """Where a pretrained model's weights are: bundled, cached (usable offline) or to download."""
-    import torch
-
+    present = spec.local_path.is_file()
     if spec.asset is not None:
-        return "bundled" if Path(spec.source).is_file() else "missing"
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / spec.filename
-    return "cached" if cached.is_file() else "download"
+        return "bundled" if present else "missing"
+    return "cached" if present else "download"
 
 
 def table() -> list[list[str]]:

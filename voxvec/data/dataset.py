@@ -22,11 +22,9 @@ bad files before training instead of failing mid-epoch, filter the items with
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from voxvec.atomic import atomic_path
 from voxvec.audio.io import AudioError, load
 from voxvec.data.manifest import ManifestItem
 
@@ -87,19 +86,6 @@ def cache_path(path: str | os.PathLike[str], sample_rate: int, cache_dir: str | 
     return Path(cache_dir) / digest[:2] / f"{digest}.npy"
 
 
-def _write_atomic(array: np.ndarray, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-
-
 def load_audio(
     path: str | os.PathLike[str], sample_rate: int, cache_dir: str | Path | None = None
 ) -> np.ndarray:
@@ -137,7 +123,8 @@ def load_audio(
             )
     wav = load(path, sample_rate)
     try:
-        _write_atomic(wav, target)
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+            np.save(f, wav)
     except OSError as e:
         logger.warning("could not write cache entry %s for '%s': %s", target, path, e)
     return wav

@@ -7,16 +7,15 @@ folder holding the CSV, so a corpus folder with its manifest can be moved as one
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
+
+from voxvec.atomic import atomic_open
 
 REQUIRED_COLUMNS = ("path", "speaker")
 
@@ -106,27 +105,6 @@ def write_manifest(
                 raise ValueError(f"empty speaker id for {item.path}")
             out = str(item.path) if base is None else os.path.relpath(item.path, base)
             writer.writerow((out, item.speaker))
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str]) -> Iterator[TextIO]:
-    """Open a UTF-8 text file for writing that appears at ``path`` only once complete.
-
-    The text goes to a temporary file in the same folder (created if needed), renamed over
-    ``path`` when the block ends; if the block raises, the temporary file is removed and ``path``
-    is left as it was.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # not tempfile.mkstemp: its files are private (0600); this one gets the usual permissions
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("x", newline="", encoding="utf-8") as f:
-            yield f
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def group_by_speaker(items: Iterable[ManifestItem]) -> dict[str, list[ManifestItem]]:

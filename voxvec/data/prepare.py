@@ -32,9 +32,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from voxvec.atomic import atomic_open
 from voxvec.data.manifest import (
     ManifestItem,
-    atomic_open,
     read_manifest,
     split_by_speaker,
     write_manifest,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voxvec.data.manifest import ManifestItem, atomic_open
+from voxvec.atomic import atomic_open
+from voxvec.data.manifest import ManifestItem
 
 logger = logging.getLogger(__name__)
 

@@ -121,9 +121,8 @@ class _AttentiveStatsPool(nn.Module):
         )
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        n_valid = mask.sum(-1, keepdim=True).clamp(min=1.0)
-        mean = (x * mask).sum(-1, keepdim=True) / n_valid
-        std = (((x - mean) ** 2 * mask).sum(-1, keepdim=True) / n_valid).clamp(min=1e-6).sqrt()
+        mean = _masked_mean(x, mask)
+        std = _masked_mean((x - mean) ** 2, mask).clamp(min=1e-6).sqrt()
         context = torch.cat([x, mean.expand_as(x), std.expand_as(x)], dim=1)
         logits = self.attention(context).masked_fill(mask == 0, float("-inf"))
         weights = torch.softmax(logits, dim=-1)

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from voxvec.atomic import atomic_path
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "voxvec-train-checkpoint"
@@ -66,12 +68,10 @@ def save_checkpoint(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / checkpoint_name(step)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         torch.save({"format": FORMAT, "version": VERSION, **state}, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
     for old in list_checkpoints(run_dir)[:-keep_last_k]:
         old.unlink()
         logger.debug("deleted old checkpoint %s", old)

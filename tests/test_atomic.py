@@ -1,0 +1,28 @@
+"""voxvec.atomic: files appear complete or not at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voxvec.atomic import atomic_open, atomic_path
+
+
+def test_written_file_appears_complete_in_a_new_folder(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "out.csv"
+    with atomic_open(target) as f:
+        f.write("path,speaker\n")
+        assert not target.exists()  # nothing under the real name until the block ends
+    assert target.read_text() == "path,speaker\n"
+    assert [p.name for p in target.parent.iterdir()] == ["out.csv"]
+
+
+def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]

@@ -1,0 +1,41 @@
+"""Atomic file writes: a file appears at its final path only once it is complete.
+
+Everything voxvec writes that others read back (manifests, trial lists, the decoded-audio cache,
+checkpoints, model bundles) goes through :func:`atomic_path`, so an interrupted job never leaves
+a truncated file behind under a real name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed over ``path`` when the block ends.
+
+    The folder is created if needed. Write the whole file to the yielded path (and close it)
+    inside the block; if the block raises, the temporary file is removed and ``path`` is left as
+    it was. The temporary name is unique, so concurrent writers never share it.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[TextIO]:
+    """A UTF-8 text file open for writing that appears at ``path`` only once complete."""
+    with atomic_path(path) as tmp, tmp.open("x", newline="", encoding="utf-8") as f:
+        yield f
