@@ -33,6 +33,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -174,13 +175,17 @@ class ResemblyzerSystem:
 
 
 class VoxvecSystem:
-    """A voxvec model through the public ``voxvec.load`` API with its default options."""
+    """A voxvec model through the public ``voxvec.load`` API (its defaults unless overridden)."""
 
-    def __init__(self, name: str, batch_size: int, vad: str | None = None) -> None:
+    def __init__(
+        self, name: str, batch_size: int, vad: str | None = None, **embedder_kwargs: Any
+    ) -> None:
         import voxvec
 
         self.name = name if vad is None else f"{name} +vad={vad}"
-        self._embedder = voxvec.load(name, device="cpu", min_speech_s=0.0, vad=vad or False)
+        self._embedder = voxvec.load(
+            name, device="cpu", min_speech_s=0.0, vad=vad or False, **embedder_kwargs
+        )
         self._batch_size = batch_size
 
     def embed(self, wavs: list[np.ndarray], sample_rate: int) -> np.ndarray:
@@ -244,6 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--vad", choices=["energy", "silero", "auto"], help="also run each model with this VAD"
     )
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--window-s", type=float, help="Embedder window_s (default: voxvec's)")
+    parser.add_argument("--hop-s", type=float, help="Embedder hop_s (default: voxvec's)")
+    parser.add_argument(
+        "--precision", choices=["auto", "float32", "bfloat16"], help="Embedder precision"
+    )
     parser.add_argument(
         "--noise-dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/noise")
     )
@@ -262,13 +272,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     by_corpus: dict[str, list[ManifestItem]] = {}
     for item in items:
         by_corpus.setdefault(corpus_of(item), []).append(item)
-    corpora = [
-        build_corpus(name, its, args.max_per_speaker, args.pool_size, args.n_trials, args.seed)
-        for name, its in sorted(by_corpus.items())
-    ]
+    corpora = []
+    for name, its in sorted(by_corpus.items()):
+        if len({item.speaker for item in its}) < 2:
+            logger.warning(
+                "%s: fewer than 2 speakers in %s, no trials; skipped", name, args.manifest
+            )
+            continue
+        corpora.append(
+            build_corpus(name, its, args.max_per_speaker, args.pool_size, args.n_trials, args.seed)
+        )
     transforms = conditions(args.noise_dir, args.seed)
+    overrides = {
+        k: v
+        for k, v in {
+            "window_s": args.window_s,
+            "hop_s": args.hop_s,
+            "precision": args.precision,
+        }.items()
+        if v is not None
+    }
     systems: list[ResemblyzerSystem | VoxvecSystem] = [
-        VoxvecSystem(m, args.batch_size, vad)
+        VoxvecSystem(m, args.batch_size, vad, **overrides)
         for m in args.model
         for vad in [None, *([args.vad] if args.vad else [])]
     ]

@@ -11,7 +11,7 @@ import torch
 
 from voxvec.audio import io
 from voxvec.audio.vad import trim_silence
-from voxvec.inference import Embedder, similarity
+from voxvec.inference import Embedder, native_bfloat16, similarity
 from voxvec.registry import create_model, get_model_class, list_models
 
 SO_FILES = ("audio/0001/000010011.ogg", "audio/0001/000010035.ogg", "audio/0001/000010053.ogg")
@@ -41,7 +41,7 @@ def models() -> dict[str, torch.nn.Module]:
 def small(models: dict[str, torch.nn.Module]) -> Embedder:
     """An Embedder around the registered model with the fewest parameters (fast tests)."""
     name = min(models, key=lambda n: sum(p.numel() for p in models[n].parameters()))
-    return Embedder(models[name])
+    return Embedder(models[name], precision="float32")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def real_files(shared_data: Path) -> list[Path]:
 
 @pytest.mark.parametrize("name", list_models())
 def test_batched_equals_one_by_one_every_model(models: dict, name: str) -> None:
-    embedder = Embedder(models[name])
+    embedder = Embedder(models[name], precision="float32")
     sr = embedder.sample_rate
     waves = [_synthetic(0.6 + 0.4 * i, sr, seed=i) for i in range(3)]
     alone = np.stack([embedder.embed(w, sr)[0] for w in waves])
@@ -127,12 +127,27 @@ def test_vad_trims_silence_before_embedding(small: Embedder, real_files: list[Pa
     speech = io.load(real_files[0], sr)
     silence = np.zeros(3 * sr, dtype=np.float32)
     padded = np.concatenate([silence, speech, silence])
-    embedder = Embedder(small.model, vad="energy")
+    embedder = Embedder(small.model, vad="energy", precision="float32")
     expected = small.embed(trim_silence(padded, sr, method="energy"), sr)
     np.testing.assert_allclose(embedder.embed(padded, sr), expected, atol=1e-4)
     assert len(trim_silence(padded, sr, method="energy")) < len(padded) - 2 * sr
     with pytest.raises(ValueError, match=r"input.*speech found by VAD.*min_speech_s"):
         embedder.embed(np.zeros(5 * sr, dtype=np.float32), sr)
+
+
+def test_bfloat16_is_close_to_float32_on_real_speech(models: dict, real_files: list[Path]) -> None:
+    full = Embedder(models["ecapa"], precision="float32")
+    half = Embedder(models["ecapa"], precision="bfloat16")
+    assert (full.precision, half.precision) == ("float32", "bfloat16")
+    a, b = full.embed(real_files), half.embed(real_files)
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(1).min() > 0.99
+    # "auto" picks bfloat16 exactly where the hardware has it; anything else is refused.
+    auto = Embedder(models["ecapa"], precision="auto").precision
+    assert auto == ("bfloat16" if native_bfloat16(torch.device("cpu")) else "float32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Embedder(models["ecapa"], precision="float16")
 
 
 def test_short_input_is_a_clear_error(small: Embedder) -> None:

@@ -50,7 +50,7 @@ def load(
         device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...); None means CUDA when
             available, else CPU.
         **embedder_kwargs: options of :class:`~voxvec.inference.Embedder` (``window_s``,
-            ``hop_s``, ``vad``, ``min_speech_s``).
+            ``hop_s``, ``vad``, ``min_speech_s``, ``precision``).
 
     Returns:
         An :class:`~voxvec.inference.Embedder` ready to embed.

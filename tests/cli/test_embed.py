@@ -37,7 +37,7 @@ def speech(shared_data: Path) -> list[Path]:
 
 def _expected(bundle: Path, files: list[Path]) -> np.ndarray:
     model, card = load_bundle(bundle)
-    return Embedder(model, card=card).embed(files)
+    return Embedder(model, card=card, precision="float32").embed(files)
 
 
 def test_folder_input_skips_bad_files_and_writes_the_rest(
@@ -52,7 +52,8 @@ def test_folder_input_skips_bad_files_and_writes_the_rest(
     (root / "notes.txt").write_text("not audio")
     out = tmp_path / "out" / "emb.npz"
 
-    code = main(["embed", str(root), "--model", str(bundle), "--out", str(out), "--device", "cpu"])
+    code = main(["embed", str(root), "--model", str(bundle), "--out", str(out), "--device", "cpu",
+                 "--precision", "float32"])  # fmt: skip
 
     captured = capsys.readouterr()
     assert code == 1
@@ -74,7 +75,8 @@ def test_manifest_input_keeps_speakers(bundle: Path, speech: list[Path], tmp_pat
         writer.writerow(["path", "speaker"])
         writer.writerows([[speech[0], "so-0001"], [speech[1], "so-0001"], [speech[2], "so-0005"]])
     out = tmp_path / "emb.npz"
-    code = main(["embed", str(manifest), "--model", str(bundle), "--out", str(out), "-q"])
+    args = ["embed", str(manifest), "--model", str(bundle), "--out", str(out), "-q"]
+    code = main([*args, "--precision", "float32"])
     assert code == 0
     data = np.load(out)
     assert list(data["speakers"]) == ["so-0001", "so-0001", "so-0005"]
@@ -92,7 +94,7 @@ def test_npy_and_csv_outputs(
 ) -> None:
     out = tmp_path / f"emb{suffix}"
     args = ["embed", *map(str, speech[:2]), "--model", str(bundle), "--out", str(out)]
-    assert main([*args, "--batch-size", "1"]) == 0
+    assert main([*args, "--batch-size", "1", "--precision", "float32"]) == 0
     assert "embedded 2 files, 0 failed" in capsys.readouterr().err
     expected = _expected(bundle, speech[:2])
     if suffix == ".npy":
@@ -111,9 +113,12 @@ def test_window_and_vad_options_reach_the_embedder(
 ) -> None:
     out = tmp_path / "emb.npy"
     args = ["embed", str(speech[0]), "--model", str(bundle), "--out", str(out)]
-    assert main([*args, "--window-s", "1.0", "--hop-s", "0.5", "--vad", "energy"]) == 0
+    options = ["--window-s", "1.0", "--hop-s", "0.5", "--vad", "energy", "--precision", "float32"]
+    assert main([*args, *options]) == 0
     model, _ = load_bundle(bundle)
-    expected = Embedder(model, window_s=1.0, hop_s=0.5, vad="energy").embed(speech[0])
+    expected = Embedder(model, window_s=1.0, hop_s=0.5, vad="energy", precision="float32").embed(
+        speech[0]
+    )
     np.testing.assert_allclose(np.load(out), expected, atol=1e-4)
     assert not np.allclose(np.load(out), _expected(bundle, speech[:1]), atol=1e-3)
 
@@ -133,7 +138,7 @@ def test_all_failed_writes_nothing(
     [
         (["--out", "emb.txt"], "--out must end in one of"),
         (["--out", "emb.npy", "--batch-size", "0"], "--batch-size must be >= 1"),
-        (["--out", "emb.npy", "--hop-s", "20"], "hop_s"),
+        (["--out", "emb.npy", "--hop-s", "30"], "hop_s"),
     ],
 )
 def test_bad_options_are_errors(

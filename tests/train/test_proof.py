@@ -89,7 +89,7 @@ def _eval_eer(model_path: Path, manifest: Path, out: Path) -> float:
 
 
 def test_short_training_beats_chance_and_the_untrained_network(splits, tmp_path):
-    config = _config(splits, tmp_path / "run", "max_steps=200", "log_interval=50")
+    config = _config(splits, tmp_path / "run", "max_steps=400", "log_interval=50", "loss=aam")
     final = train(config)
     trained = tmp_path / "trained.safetensors"
     assert main(["export", str(final), str(trained)]) == 0

@@ -180,8 +180,11 @@ def _spectrogram_1(wav: Tensor, config: MelConfig) -> Tensor:
         pad_mode="reflect",
         return_complex=True,
     )
-    mag = spec.abs()
-    return mag if config.power == 1.0 else mag.pow(config.power)
+    parts = torch.view_as_real(spec)
+    power = parts[..., 0] ** 2 + parts[..., 1] ** 2  # |X|^2: several times faster than spec.abs()
+    if config.power == 2.0:
+        return power
+    return power.sqrt() if config.power == 1.0 else power.pow(config.power / 2)
 
 
 def log_mel(wav: Tensor, config: MelConfig, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -71,11 +71,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window-s",
         type=float,
-        default=10.0,
-        help="embed longer inputs in windows of this many seconds (10)",
+        default=20.0,
+        help="embed longer inputs in windows of this many seconds (20)",
     )
     parser.add_argument(
-        "--hop-s", type=float, default=None, help="seconds between windows (window-s / 2)"
+        "--hop-s", type=float, default=None, help="seconds between windows (default: window-s)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="model arithmetic: auto (bfloat16 where the hardware has it natively, else "
+        "float32), float32, bfloat16",
     )
     parser.add_argument(
         "--min-speech-s",
@@ -96,6 +103,7 @@ def load_embedder(args: argparse.Namespace) -> Embedder:
         hop_s=args.hop_s,
         vad=False if args.vad == "none" else args.vad,
         min_speech_s=args.min_speech_s,
+        precision=args.precision,
     )
 
 
