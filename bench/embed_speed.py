@@ -90,20 +90,21 @@ Runner = Callable[[list[Path]], int]
 """Embeds a list of files end to end; returns the number of embeddings."""
 
 
-def _voxvec_runner(system: str, device: str, batch_size: int) -> Runner:
+def _voxvec_runner(system: str, device: str, batch_size: int, precision: str) -> tuple[Runner, str]:
+    """The runner and the precision the Embedder resolved (``auto`` -> float32/bfloat16)."""
     import voxvec
     from voxvec.inference import Embedder
     from voxvec.registry import create_model, list_models
 
     if system in list_models():
-        embedder = Embedder(create_model(system), device=device)
+        embedder = Embedder(create_model(system), device=device, precision=precision)
     else:
-        embedder = voxvec.load(system, device=device)
+        embedder = voxvec.load(system, device=device, precision=precision)
 
     def run(paths: list[Path]) -> int:
         return len(embedder.embed(paths, batch_size=batch_size))
 
-    return run
+    return run, embedder.precision
 
 
 def _resemblyzer_runner(device: str) -> Runner:
@@ -119,7 +120,9 @@ def _resemblyzer_runner(device: str) -> Runner:
     return run
 
 
-def worker(system: str, files: list[Path], batch_size: int, threads: int, device: str) -> dict:
+def worker(
+    system: str, files: list[Path], batch_size: int, threads: int, device: str, precision: str
+) -> dict:
     """Measure one system in this process; returns the result row."""
     import soundfile as sf
     import torch
@@ -127,9 +130,9 @@ def worker(system: str, files: list[Path], batch_size: int, threads: int, device
     torch.set_num_threads(threads)
     start = time.perf_counter()
     if system == "resemblyzer":
-        run = _resemblyzer_runner(device)
+        run, resolved = _resemblyzer_runner(device), "float32"
     else:
-        run = _voxvec_runner(system, device, batch_size)
+        run, resolved = _voxvec_runner(system, device, batch_size, precision)
     run(files[:1])  # warm-up: lazy initialisation, first kernels
     load_s = time.perf_counter() - start
     rss_load = _rss_mb()
@@ -151,6 +154,7 @@ def worker(system: str, files: list[Path], batch_size: int, threads: int, device
         "threads": threads,
         "batch_size": batch_size if system != "resemblyzer" else None,
         "device": device,
+        "precision": resolved,
     }
 
 
@@ -158,7 +162,7 @@ def worker(system: str, files: list[Path], batch_size: int, threads: int, device
 
 
 def measure(
-    system: str, files_json: Path, batch_size: int, threads: int, device: str
+    system: str, files_json: Path, batch_size: int, threads: int, device: str, precision: str
 ) -> dict | None:
     """Run :func:`worker` for ``system`` in a fresh interpreter; None when it failed."""
     cmd = [
@@ -174,6 +178,8 @@ def measure(
         str(threads),
         "--device",
         device,
+        "--precision",
+        precision,
     ]
     path = [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
@@ -188,13 +194,14 @@ def measure(
 def markdown_table(rows: Sequence[dict]) -> str:
     """The results as a markdown table."""
     lines = [
-        "| system | files | audio s | wall s | throughput (audio s / wall s) | load s "
-        "| RSS load MiB | RSS peak MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | precision | files | audio s | wall s | throughput (audio s / wall s) "
+        "| load s | RSS load MiB | RSS peak MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['system']} | {r['n_files']} | {r['audio_s']:.1f} | {r['wall_s']:.2f} "
+            f"| {r['system']} | {r.get('precision', 'float32')} | {r['n_files']} "
+            f"| {r['audio_s']:.1f} | {r['wall_s']:.2f} "
             f"| {r['throughput']:.1f} | {r['load_s']:.1f} | {r['rss_load_mb']:.0f} "
             f"| {r['rss_peak_mb']:.0f} |"
         )
@@ -218,6 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch threads per system")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="voxvec Embedder precision (auto: bfloat16 where the CPU/GPU has it natively)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--files-json", type=Path, default=None, help=argparse.SUPPRESS)
@@ -226,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.worker is not None:
         files = [Path(p) for p in json.loads(args.files_json.read_text())]
-        row = worker(args.worker, files, args.batch_size, args.threads, args.device)
+        row = worker(args.worker, files, args.batch_size, args.threads, args.device, args.precision)
         print(RESULT_PREFIX + json.dumps(row), flush=True)
         return 0
 
@@ -238,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         files_json = Path(tmp) / "files.json"
         files_json.write_text(json.dumps([str(p) for p in files]))
         for system in systems:
-            result = measure(system, files_json, args.batch_size, args.threads, args.device)
+            result = measure(
+                system, files_json, args.batch_size, args.threads, args.device, args.precision
+            )
             if result is not None:
                 logger.info(
                     "%s: %.1f x real time, peak %.0f MiB",

@@ -12,7 +12,8 @@ import torch
 from voxvec.data.collate import CropCollate
 from voxvec.data.dataset import UtteranceDataset
 from voxvec.data.manifest import read_manifest
-from voxvec.train.checkpoint import list_checkpoints, load_checkpoint
+from voxvec.pretrained import load_bundle
+from voxvec.train.checkpoint import export_checkpoint, list_checkpoints, load_checkpoint
 from voxvec.train.config import load_config
 from voxvec.train.loop import SpeedSpeakerDataset, TrainCollate, Trainer, TrainStep, train
 from voxvec.train.schedule import LRSchedule
@@ -105,6 +106,33 @@ def test_resume_sources(tiny_config, tmp_path):
         Trainer(tiny_config(f"resume={tmp_path / 'missing.pt'}"))
     with pytest.raises(ValueError, match="holds a 'ecapa' model"):
         Trainer(dataclasses.replace(tiny_config(), model="gru", model_config={}))
+
+
+def test_init_from_a_bundle_fine_tunes_its_weights(tiny_config, tmp_path):
+    first = train(tiny_config("max_steps=3", f"checkpoint_path={tmp_path / 'base'}"))
+    bundle = export_checkpoint(first, tmp_path / "base.safetensors")
+    pretrained, _ = load_bundle(bundle)
+    tuned = Trainer(tiny_config(f"init_from={bundle}", f"checkpoint_path={tmp_path / 'ft'}"))
+    # The model starts from the bundle's weights; the schedule and optimiser start afresh.
+    for key, value in pretrained.state_dict().items():
+        assert torch.equal(tuned.model.state_dict()[key], value), key
+    assert tuned.step == 0 and tuned.total_steps == 6
+    final = tuned.fit()
+    assert load_checkpoint(final)["step"] == 6
+    # A resumed fine-tune takes its weights from the checkpoint, not from init_from again.
+    resumed = Trainer(tiny_config(f"init_from={bundle}", f"checkpoint_path={tmp_path / 'ft'}"))
+    assert resumed.step == 6
+    assert torch.equal(resumed.model.stem.weight, load_checkpoint(final)["model"]["stem.weight"])
+    assert not torch.equal(resumed.model.stem.weight, pretrained.stem.weight)
+    # Weights of another size or architecture are refused with the reason.
+    with pytest.raises(ValueError, match="do not fit model_config"):
+        Trainer(tiny_config(f"init_from={bundle}", "model_config.embed_dim=8",
+                            f"checkpoint_path={tmp_path / 'bad'}"))  # fmt: skip
+    with pytest.raises(ValueError, match="holds a 'ecapa' model but model='gru'"):
+        Trainer(dataclasses.replace(
+            tiny_config(f"checkpoint_path={tmp_path / 'bad2'}"),
+            model="gru", model_config={}, init_from=str(bundle),
+        ))  # fmt: skip
 
 
 def test_required_settings_and_device_checks(tiny_config):

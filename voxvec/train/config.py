@@ -124,6 +124,13 @@ class TrainConfig:
         "steps between checkpoints (one is always written at the end)", 2500
     )
     keep_last_k: int = _doc("checkpoints kept in checkpoint_path (older ones are deleted)", 3)
+    init_from: str | None = _doc(
+        "fine-tuning: start the model from these weights (a pretrained name such as "
+        "voxvec-default, or a bundle from `voxvec export`) instead of a random initialisation; "
+        "the architecture and model_config must match it. The loss head, optimiser and schedule "
+        "start fresh; a resumed run takes its weights from the checkpoint instead",
+        None,
+    )
     resume: str = _doc(
         "auto: continue from the latest checkpoint in checkpoint_path if there is one; never: "
         "start afresh (refused if checkpoint_path already holds checkpoints); or a checkpoint "

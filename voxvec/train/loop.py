@@ -50,6 +50,7 @@ from voxvec.data.sampler import SpeakerBatchSampler
 from voxvec.losses import AAMSoftmax, GE2ELoss
 from voxvec.losses.ge2e import GE2EMethod
 from voxvec.models.base import SpeakerEncoder
+from voxvec.pretrained import load_model
 from voxvec.registry import config_to_dict as model_config_to_dict
 from voxvec.registry import create_model
 from voxvec.train.checkpoint import (
@@ -327,6 +328,8 @@ class Trainer:
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, config.model_config)
+        if config.init_from is not None and resume_from is None:
+            self._init_from(config.init_from)
         # Training randomness (dropout, SpecAugment) differs between ranks.
         torch.manual_seed(config.seed + self.dist.rank)
         sample_rate = self.model.sample_rate
@@ -402,6 +405,23 @@ class Trainer:
             self._load(resume_from)
 
     # -- setup helpers -------------------------------------------------------------------
+
+    def _init_from(self, source: str) -> None:
+        """Copy the weights of a pretrained model or bundle into the freshly built model."""
+        pretrained, _ = load_model(source, progress=self.dist.is_main)
+        if pretrained.arch != self.config.model:
+            raise ValueError(
+                f"init_from={source!r} holds a '{pretrained.arch}' model but model="
+                f"{self.config.model!r}; set model (and model_config) to match it"
+            )
+        try:
+            self.model.load_state_dict(pretrained.state_dict())
+        except RuntimeError as err:
+            raise ValueError(
+                f"init_from={source!r}: its weights do not fit model_config "
+                f"{self.config.model_config} (set model_config to the pretrained model's): {err}"
+            ) from err
+        logger.info("model initialised from %s", source)
 
     def _resume_path(self) -> Path | None:
         resume = self.config.resume
