@@ -366,14 +366,14 @@ class Embedder:
 
     def _forward(self, wav: Tensor, lengths: Tensor) -> Tensor:
         """Model input from a padded waveform batch (B, T) -> embeddings (B, D)."""
-        mel = self.model.mel_config
+        x, x_lengths = wav, lengths
         if self.model.input_kind == "logmel":
-            assert mel is not None
-            wav, lengths = log_mel(wav, mel, lengths)
+            assert self.model.mel_config is not None
+            x, x_lengths = log_mel(wav, self.model.mel_config, lengths)  # always in float32
         with torch.autocast(
             wav.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"
         ):
-            return self.model(wav, lengths).float()
+            return self.model(x, x_lengths).float()
 
     def _embed_segments(self, segments: list[np.ndarray], batch_size: int) -> Tensor:
         """Embed waveforms (each at the model rate) in length-sorted batches: (S, D) on CPU."""
