@@ -113,6 +113,24 @@ def test_long_audio_windows_bound_memory(small: Embedder, shared_data: Path) -> 
     np.testing.assert_allclose(emb[0], mean / np.linalg.norm(mean), atol=1e-4)
 
 
+def test_default_windows_are_20_s_side_by_side(small: Embedder, shared_data: Path) -> None:
+    sr = small.sample_rate
+    parts = [io.load(shared_data / "speechocean762" / f, sr) for f in SO_FILES]
+    speech = np.concatenate(parts * 8)[: 45 * sr]  # 45 s of real speech
+    embedder = Embedder(small.model, precision="float32")
+    assert (embedder.window, embedder.hop) == (20 * sr, 20 * sr)
+    # 45 s: windows at 0 and 20 s, and one more ending at the end (25-45 s).
+    windows = [speech[s * sr : (s + 20) * sr] for s in (0, 20, 25)]
+    per_window = embedder.embed(windows, sr)
+    mean = per_window.mean(0)
+    np.testing.assert_allclose(
+        embedder.embed(speech, sr)[0], mean / np.linalg.norm(mean), atol=1e-4
+    )
+    # Up to 20 s an input is one piece.
+    whole = Embedder(small.model, window_s=None, precision="float32").embed(speech[: 20 * sr], sr)
+    np.testing.assert_allclose(embedder.embed(speech[: 20 * sr], sr), whole, atol=1e-5)
+
+
 def test_windows_mixed_with_short_items_match_alone(small: Embedder) -> None:
     sr = small.sample_rate
     embedder = Embedder(small.model, window_s=2.0, hop_s=1.5)
