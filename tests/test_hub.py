@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import voxvec
 from voxvec import hub
 from voxvec.audio import io
 from voxvec.pretrained import get_spec
@@ -157,3 +158,10 @@ def test_hub_load_local_voxvec_default_is_bundled_and_offline(shared_data: Path)
         str(REPO_ROOT), "voxvec_default", source="local", pretrained=False, device="cpu"
     )
     assert untrained.card == {} and untrained.model.arch == "ecapa"
+    # Embedder options pass through the entry point.
+    exact = torch.hub.load(str(REPO_ROOT), "voxvec_default", source="local", device="cpu",
+                           precision="float32", window_s=None)  # fmt: skip
+    assert exact.precision == "float32" and exact.window is None
+    np.testing.assert_allclose(
+        exact.embed(wav), voxvec.load(precision="float32", window_s=None).embed(wav), atol=1e-5
+    )

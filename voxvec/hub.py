@@ -246,7 +246,9 @@ def convgru_embedder_sc09(
     return _convgru("convgru-rf5-sc09", pretrained, progress, device)
 
 
-def voxvec_default(pretrained: bool = True, device: str | torch.device | None = None) -> Embedder:
+def voxvec_default(
+    pretrained: bool = True, device: str | torch.device | None = None, **embedder_kwargs: Any
+) -> Embedder:
     """voxvec's default model (ECAPA-TDNN-lite, bundled, offline) behind the inference API.
 
     Unlike the original entry points this returns an :class:`~voxvec.inference.Embedder`, not a
@@ -257,6 +259,8 @@ def voxvec_default(pretrained: bool = True, device: str | torch.device | None = 
     Args:
         pretrained: load the bundled weights; False gives an untrained model of the same shape.
         device: where to run; None means CUDA when available, else CPU.
+        **embedder_kwargs: :class:`~voxvec.inference.Embedder` options (``window_s``, ``hop_s``,
+            ``vad``, ``min_speech_s``, ``precision``).
 
     Returns:
         An :class:`~voxvec.inference.Embedder`.
@@ -265,4 +269,4 @@ def voxvec_default(pretrained: bool = True, device: str | torch.device | None = 
         model, card = load_model(DEFAULT_MODEL)
     else:
         model, card = create_model("ecapa"), {}
-    return Embedder(model, device=_resolve_device(device), card=card)
+    return Embedder(model, device=_resolve_device(device), card=card, **embedder_kwargs)
