@@ -164,6 +164,7 @@ def test_bfloat16_is_close_to_float32_on_real_speech(models: dict, real_files: l
     # "auto" picks bfloat16 exactly where the hardware has it; anything else is refused.
     auto = Embedder(models["ecapa"], precision="auto").precision
     assert auto == ("bfloat16" if native_bfloat16(torch.device("cpu")) else "float32")
+    assert not native_bfloat16(torch.device("meta"))
     with pytest.raises(ValueError, match="precision must be one of"):
         Embedder(models["ecapa"], precision="float16")
 

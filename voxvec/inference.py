@@ -59,11 +59,12 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively (so autocast to it is faster, not slower).
 
-    CUDA: :func:`torch.cuda.is_bf16_supported`. CPU: AMX or AVX512-BF16 instructions (recent
-    Intel Xeons, AMD Zen 4 and later); elsewhere bfloat16 is emulated and slower than float32.
+    CUDA: :func:`torch.cuda.is_bf16_supported` without emulation (Ampere and later). CPU: AMX or
+    AVX512-BF16 instructions (recent Intel Xeons, AMD Zen 4 and later). Elsewhere bfloat16 is
+    emulated and slower than float32.
     """
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     if device.type != "cpu":
         return False
     try:  # private helpers of torch.cpu (torch >= 2.3); absent means "do not know": no
