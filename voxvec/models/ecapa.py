@@ -63,8 +63,14 @@ class ECAPAConfig:
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean over time of ``x`` (B, C, T) on frames where ``mask`` (B, 1, T) is 1 -> (B, C, 1)."""
-    return (x * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
+    """Mean over time of ``x`` (B, C, T) on frames where ``mask`` (B, 1, T) is 1 -> (B, C, 1).
+
+    A matrix product (fast, and accumulated in float32 even for bfloat16 inputs) divided by the
+    frame count counted in float32 (bfloat16 holds integers exactly only up to 256).
+    """
+    total = torch.bmm(x, mask.transpose(1, 2).to(x.dtype))
+    count = mask.sum(-1, keepdim=True, dtype=torch.float32).clamp(min=1.0)
+    return (total / count).to(x.dtype)
 
 
 class _ConvBlock(nn.Module):
@@ -125,10 +131,11 @@ class _AttentiveStatsPool(nn.Module):
         std = _masked_mean((x - mean) ** 2, mask).clamp(min=1e-6).sqrt()
         context = torch.cat([x, mean.expand_as(x), std.expand_as(x)], dim=1)
         logits = self.attention(context).masked_fill(mask == 0, float("-inf"))
-        weights = torch.softmax(logits, dim=-1)
-        w_mean = (weights * x).sum(-1)
-        w_std = ((weights * x * x).sum(-1) - w_mean**2).clamp(min=1e-6).sqrt()
-        return torch.cat([w_mean, w_std], dim=1)
+        weights = torch.softmax(logits, dim=-1).to(x.dtype)
+        w_mean = torch.linalg.vecdot(weights, x)
+        # Centred, not E[x^2] - E[x]^2: that difference loses every digit in bfloat16.
+        w_var = torch.linalg.vecdot(weights, (x - w_mean[..., None]) ** 2)
+        return torch.cat([w_mean, w_var.clamp(min=1e-6).sqrt()], dim=1)
 
 
 @register_model("ecapa")
