@@ -43,6 +43,7 @@ from voxvec.data.augment import AugmentConfig, Augmenter
 from voxvec.data.manifest import ManifestItem, read_manifest
 from voxvec.eval.trials import Trial, generate_trials
 from voxvec.eval.verify import compute_metrics, score_trials
+from voxvec.inference import PRECISIONS
 
 logger = logging.getLogger("bench.accuracy")
 
@@ -251,9 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--window-s", type=float, help="Embedder window_s (default: voxvec's)")
     parser.add_argument("--hop-s", type=float, help="Embedder hop_s (default: voxvec's)")
-    parser.add_argument(
-        "--precision", choices=["auto", "float32", "bfloat16"], help="Embedder precision"
-    )
+    parser.add_argument("--precision", choices=PRECISIONS, help="Embedder precision")
     parser.add_argument(
         "--noise-dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/noise")
     )
@@ -284,13 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     transforms = conditions(args.noise_dir, args.seed)
     overrides = {
-        k: v
-        for k, v in {
-            "window_s": args.window_s,
-            "hop_s": args.hop_s,
-            "precision": args.precision,
-        }.items()
-        if v is not None
+        k: v for k in ("window_s", "hop_s", "precision") if (v := getattr(args, k)) is not None
     }
     systems: list[ResemblyzerSystem | VoxvecSystem] = [
         VoxvecSystem(m, args.batch_size, vad, **overrides)

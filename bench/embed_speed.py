@@ -200,7 +200,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['system']} | {r.get('precision', 'float32')} | {r['n_files']} "
+            f"| {r['system']} | {r['precision']} | {r['n_files']} "
             f"| {r['audio_s']:.1f} | {r['wall_s']:.2f} "
             f"| {r['throughput']:.1f} | {r['load_s']:.1f} | {r['rss_load_mb']:.0f} "
             f"| {r['rss_peak_mb']:.0f} |"
@@ -227,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--precision",
+        # voxvec.inference.PRECISIONS, spelled out: importing voxvec here would load it (and
+        # its memory) into the Resemblyzer worker too
         choices=["auto", "float32", "bfloat16"],
         default="auto",
         help="voxvec Embedder precision (auto: bfloat16 where the CPU/GPU has it natively)",

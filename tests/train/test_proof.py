@@ -6,8 +6,9 @@ export`` and scores all pairs with ``voxvec eval`` on two sets: other files of 2
 initialisation is already well below chance on log-mels (its random filters pool the long-term
 spectrum, about 9% EER on the held-out set), so the comparison is what shows learning: on the
 unseen recordings the trained model must cut the untrained network's EER by at least 40%; on
-held-out speakers it must stay far below chance (40 training speakers are too few for a tiny
-model to generalise much beyond its initialisation in a few hundred steps). A slow
+held-out speakers it must stay far below chance and not lose what the untrained network has (40
+training speakers are too few for a tiny model to generalise much beyond its initialisation in a
+few hundred steps; the slow variant checks that validation EER falls with longer training). A slow
 variant trains longer and checks that the loss falls steadily and validation EER improves.
 """
 
@@ -106,7 +107,8 @@ def test_short_training_beats_chance_and_the_untrained_network(splits, tmp_path)
     seen = [_eval_eer(m, splits["seen"], tmp_path / f"seen-{m.stem}") for m in (trained, untrained)]
     held = [_eval_eer(m, splits["test"], tmp_path / f"test-{m.stem}") for m in (trained, untrained)]
     assert seen[0] < 0.6 * seen[1], seen  # measured: 0.11 vs 0.25
-    assert held[0] < 0.2, held  # chance is 0.5; measured: 0.08 (untrained 0.09)
+    # Chance is 0.5; training must not cost the held-out speakers what the random network has.
+    assert held[0] < 0.2 and held[0] <= 1.1 * held[1], held  # measured: 0.08 vs 0.09
 
 
 @pytest.mark.slow
