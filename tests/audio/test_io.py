@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voxvec.audio.io import AudioError, check_waveform, load, read, resample
+from voxvec.audio.io import (
+    AUDIO_EXTENSIONS,
+    AudioError,
+    check_waveform,
+    find_audio_files,
+    load,
+    read,
+    resample,
+)
 
 
 def tone(freq_hz: float, sample_rate: int, seconds: float = 1.0, amp: float = 0.5) -> np.ndarray:
@@ -309,3 +317,16 @@ def test_real_pcm16_flac_scaling(shared_data: Path) -> None:
     wav, _ = read(path)
     scaled = wav.astype(np.float64) * 2**15
     np.testing.assert_array_equal(scaled, np.round(scaled))
+
+
+def test_find_audio_files_recursive_sorted_visible_only(tmp_path: Path) -> None:
+    for name in ("b/x.FLAC", "a.wav", "b/c/y.mp3", "b/c/d/z.opus", "notes.txt", "a.wav.bak",
+                 ".hidden.wav", ".cache/w.wav", "b/.git/v.ogg", "m.m4a"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = [p.relative_to(tmp_path).as_posix() for p in find_audio_files(tmp_path)]
+    assert found == ["a.wav", "b/c/d/z.opus", "b/c/y.mp3", "b/x.FLAC"]
+    assert find_audio_files(tmp_path, recursive=False) == [tmp_path / "a.wav"]
+    assert find_audio_files(tmp_path / "b", (".FLAC", ".m4a")) == [tmp_path / "b" / "x.FLAC"]
+    assert find_audio_files(tmp_path / "missing") == []
+    assert set(AUDIO_EXTENSIONS) == {".wav", ".flac", ".ogg", ".opus", ".mp3"}

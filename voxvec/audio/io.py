@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ _UNSUPPORTED_SUFFIXES = frozenset(
     {".m4a", ".mp4", ".aac", ".alac", ".wma", ".webm", ".mka", ".mkv", ".amr", ".3gp", ".ac3"}
 )
 _SUPPORTED = "WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3"
+
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".opus", ".mp3")
+"""Extensions that folder searches collect: the formats :func:`read` decodes."""
 _PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
 
@@ -172,3 +176,34 @@ def load(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
         wav = wav / np.float32(peak)
     wav = resample(wav, orig_sr, sample_rate)
     return np.clip(wav, -1.0, 1.0, out=wav)
+
+
+def find_audio_files(
+    folder: str | os.PathLike[str],
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    *,
+    recursive: bool = True,
+) -> list[Path]:
+    """The audio files in a folder (and below it when ``recursive``), sorted by path.
+
+    Hidden files and folders (names starting with ``.``) are skipped; extensions are matched
+    case-insensitively (``.WAV`` counts as ``.wav``). A folder that does not exist holds nothing.
+
+    Args:
+        folder: the folder to search.
+        extensions: file extensions to collect, with the dot.
+        recursive: also search the sub-folders, at any depth.
+
+    Returns:
+        The files found, sorted.
+    """
+    suffixes = tuple(ext.lower() for ext in extensions)
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
+        found.extend(
+            Path(dirpath, name)
+            for name in filenames
+            if not name.startswith(".") and name.lower().endswith(suffixes)
+        )
+    return sorted(found)

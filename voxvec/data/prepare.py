@@ -33,6 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from voxvec.atomic import atomic_open
+from voxvec.audio.io import AUDIO_EXTENSIONS, find_audio_files
 from voxvec.data.manifest import (
     ManifestItem,
     read_manifest,
@@ -41,9 +42,6 @@ from voxvec.data.manifest import (
 )
 
 logger = logging.getLogger(__name__)
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
-"""File extensions the generic layout collects (formats libsndfile decodes)."""
 
 VOXCELEB_EXTENSIONS = (".wav", ".m4a", ".flac", ".ogg", ".opus")
 VOXCELEB_SUBDIRS = ("", "wav", "aac", "dev/wav", "dev/aac", "test/wav", "test/aac")
@@ -126,19 +124,6 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(dirs)
 
 
-def _files(folder: Path, extensions: Sequence[str], recursive: bool = False) -> list[Path]:
-    """Visible files in ``folder`` (and below it if ``recursive``) with one of ``extensions``."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
-        found.extend(
-            Path(dirpath, name)
-            for name in filenames
-            if not name.startswith(".") and name.lower().endswith(tuple(extensions))
-        )
-    return sorted(found)
-
-
 def _nothing_found(corpus: str, root: Path, expected: str) -> ValueError:
     return ValueError(f"no {corpus} audio found under {root}: expected {expected}")
 
@@ -163,7 +148,7 @@ def scan_librispeech(root: str | os.PathLike[str]) -> CorpusScan:
         for subset in subsets
         for speaker in speaker_dirs(subset)
         for chapter in _subdirs(speaker)
-        for path in _files(chapter, (".flac",))
+        for path in find_audio_files(chapter, (".flac",), recursive=False)
     ]
     if not items:
         raise _nothing_found(
@@ -196,7 +181,7 @@ def scan_vctk(root: str | os.PathLike[str], mic: str = "mic1") -> CorpusScan:
     suffix = f"_{mic}.flac"
     items: list[ManifestItem] = []
     for speaker in _subdirs(audio_dir):
-        for path in _files(speaker, (".wav", ".flac")):
+        for path in find_audio_files(speaker, (".wav", ".flac"), recursive=False):
             if path.suffix.lower() == ".wav" or path.name.endswith(suffix):
                 items.append(ManifestItem(path, f"vctk-{speaker.name}"))
     if not items:
@@ -302,7 +287,7 @@ def scan_voxceleb(root: str | os.PathLike[str], corpus: str = "vox1") -> CorpusS
             items.extend(
                 ManifestItem(path, f"{corpus}-{speaker.name}")
                 for video in _subdirs(speaker)
-                for path in _files(video, VOXCELEB_EXTENSIONS)
+                for path in find_audio_files(video, VOXCELEB_EXTENSIONS, recursive=False)
             )
     if not items:
         raise _nothing_found(
@@ -337,7 +322,7 @@ def scan_folders(root: str | os.PathLike[str], prefix: str | None = None) -> Cor
     items = [
         ManifestItem(path, f"{tag}-{speaker.name}")
         for speaker in _subdirs(base)
-        for path in _files(speaker, AUDIO_EXTENSIONS, recursive=True)
+        for path in find_audio_files(speaker)
     ]
     if not items:
         raise _nothing_found(
