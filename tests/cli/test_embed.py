@@ -112,7 +112,7 @@ def test_window_and_vad_options_reach_the_embedder(
     bundle: Path, speech: list[Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "emb.npy"
-    args = ["embed", str(speech[0]), "--model", str(bundle), "--out", str(out)]
+    args = ["embed", str(speech[0]), "--model", str(bundle), "--out", str(out), "--device", "auto"]
     options = ["--window-s", "1.0", "--hop-s", "0.5", "--vad", "energy", "--precision", "float32"]
     assert main([*args, *options]) == 0
     model, _ = load_bundle(bundle)
@@ -136,8 +136,8 @@ def test_all_failed_writes_nothing(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--out", "emb.txt"], "--out must end in one of"),
-        (["--out", "emb.npy", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--out", "emb.txt"], "must end in one of ('.npy', '.npz', '.csv')"),
+        (["--out", "emb.npy", "--batch-size", "0"], "batch_size must be >= 1"),
         (["--out", "emb.npy", "--hop-s", "30"], "hop_s"),
     ],
 )
@@ -162,3 +162,28 @@ def test_empty_folder_is_an_error(
     (tmp_path / "empty").mkdir()
     code = main(["embed", str(tmp_path / "empty"), "--model", str(bundle), "--out", "x.npy"])
     assert code == 2 and "no audio files" in capsys.readouterr().err
+
+
+def test_vad_off_is_the_default_and_means_no_trimming(
+    bundle: Path, speech: list[Path], tmp_path: Path
+) -> None:
+    args = ["embed", str(speech[0]), "--model", str(bundle), "--precision", "float32"]
+    assert main([*args, "--out", str(tmp_path / "off.npy"), "--vad", "off"]) == 0
+    assert main([*args, "--out", str(tmp_path / "default.npy")]) == 0
+    off = np.load(tmp_path / "off.npy")
+    np.testing.assert_array_equal(off, np.load(tmp_path / "default.npy"))
+    np.testing.assert_allclose(off, _expected(bundle, speech[:1]), atol=1e-4)
+
+
+def test_out_equal_to_an_input_manifest_is_refused_before_loading(
+    speech: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"path,speaker\n{speech[0]},so-0001\n")
+    before = manifest.read_bytes()
+    # the model does not exist: the output is refused before anything is loaded
+    args = ["embed", str(manifest), "--out", str(manifest), "--model", "no-such-model"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is also an input" in err and "no-such-model" not in err
+    assert manifest.read_bytes() == before

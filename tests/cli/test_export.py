@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -37,7 +39,7 @@ def run_dir(tmp_path):
 
 def test_export_a_run_directory_takes_its_latest_checkpoint(run_dir, tmp_path, capsys):
     out = tmp_path / "model.safetensors"
-    assert main(["export", str(run_dir), str(out), "--meta", "name=tiny-gru",
+    assert main(["export", str(run_dir), "--out", str(out), "--meta", "name=tiny-gru",
                  "--meta", "licence=CC-BY-4.0"]) == 0  # fmt: skip
     assert capsys.readouterr().out.strip() == str(out)
     model, card = load_bundle(out)
@@ -55,21 +57,46 @@ def test_export_a_run_directory_takes_its_latest_checkpoint(run_dir, tmp_path, c
 
 def test_export_a_named_checkpoint(run_dir, tmp_path):
     out = tmp_path / "m10.safetensors"
-    assert main(["export", str(run_dir / "ckpt_00000010.pt"), str(out)]) == 0
+    assert main(["export", str(run_dir / "ckpt_00000010.pt"), "--out", str(out)]) == 0
     assert load_bundle(out)[1]["steps"] == 10
+
+
+def test_export_format_given_or_from_the_extension(run_dir, tmp_path):
+    out = tmp_path / "m.safetensors"
+    assert main(["export", str(run_dir), "--out", str(out), "--format", "safetensors"]) == 0
+    assert load_bundle(out)[1]["steps"] == 20
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["{empty}", "m.safetensors"], "no checkpoint"),
-        (["{run}", "m.safetensors", "--meta", "novalue"], "KEY=VALUE"),
-        (["{run}/nope.pt", "m.safetensors"], "nope.pt"),
+        (["{empty}", "--out", "m.safetensors"], "no checkpoint"),
+        (["{run}/nope.pt", "--out", "m.safetensors"], "nope.pt"),
+        (["{run}", "--out", "m.onnx"], "onnx export is not available yet"),
+        (["{run}", "--out", "m.ts", "--format", "torchscript"], "torchscript export is not"),
+        (["{run}", "--out", "m.onnx", "--format", "safetensors"], "safetensors files end in"),
+        (["{run}", "--out", "m.bin"], "cannot tell the export format"),
     ],
 )
 def test_export_errors(run_dir, tmp_path, capsys, argv, message):
     (tmp_path / "empty").mkdir()
     args = [a.format(run=run_dir, empty=tmp_path / "empty") for a in argv]
-    args[1] = str(tmp_path / args[1])
+    args[2] = str(tmp_path / args[2])
     assert main(["export", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / Path(argv[2]).name).exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["{run}", "--out", "m.safetensors", "--meta", "novalue"], "expected KEY=VALUE"),
+        (["{run}", "--out", "m.safetensors", "--format", "h5"], "invalid choice: 'h5'"),
+        (["{run}", "m.safetensors"], "the following arguments are required: --out"),
+    ],
+)
+def test_export_usage_errors(run_dir, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", *[a.format(run=run_dir) for a in argv]])
+    assert exit_info.value.code == 2
     assert message in capsys.readouterr().err

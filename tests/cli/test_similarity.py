@@ -36,12 +36,14 @@ def test_score_matches_the_library_and_decision_uses_the_card(
 ) -> None:
     model_path = _bundle(tmp_path / "m.safetensors", {"thresholds": {"eer": 0.999}})
     model, card = load_bundle(model_path)
-    emb = Embedder(model, card=card).embed(speech)
+    embedder = Embedder(model, card=card)
+    emb = embedder.embed(speech)
+    assert embedder.verify(speech[0], speech[1])[1] is False
 
     assert main(["similarity", str(speech[0]), str(speech[1]), "--model", str(model_path)]) == 0
     out = capsys.readouterr().out
     assert _score_line(out) == pytest.approx(similarity(emb[0], emb[1]), abs=1e-4)
-    assert "decision different speakers (threshold 0.9990)" in out
+    assert "decision different speakers (threshold 0.9990, model card 'eer')" in out
 
     assert main(["similarity", str(speech[0]), str(speech[0]), "--model", str(model_path)]) == 0
     out = capsys.readouterr().out
@@ -56,9 +58,12 @@ def test_threshold_option_and_no_threshold(
     args = ["similarity", str(speech[0]), str(speech[1]), "--model", str(model_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "decision" not in out
+    assert "no decision: the model card has no threshold" in out
+    assert not any(line.startswith("decision") for line in out.splitlines())
     assert main([*args, "--threshold", "-1"]) == 0
-    assert "decision same speaker (threshold -1.0000)" in capsys.readouterr().out
+    assert "decision same speaker (threshold -1.0000, --threshold)" in capsys.readouterr().out
+    assert main([*args, "--threshold", "1.5"]) == 0
+    assert "decision different speakers (threshold 1.5000, --threshold)" in capsys.readouterr().out
     assert main([*args, "--threshold", "far1"]) == 2
     assert "no decision threshold 'far1'" in capsys.readouterr().err
 
@@ -69,7 +74,7 @@ def test_named_operating_point_from_the_card(
     model_path = _bundle(tmp_path / "m.safetensors", {"thresholds": {"eer": 0.999, "far1": -1.0}})
     args = ["similarity", str(speech[0]), str(speech[1]), "--model", str(model_path)]
     assert main([*args, "--threshold", "far1"]) == 0
-    assert "decision same speaker (threshold -1.0000)" in capsys.readouterr().out
+    assert "decision same speaker (threshold -1.0000, model card 'far1')" in capsys.readouterr().out
 
 
 def test_missing_file_is_an_error(

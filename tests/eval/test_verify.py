@@ -38,7 +38,7 @@ class TableEmbedder:
             if path in self.table:
                 yield SimpleNamespace(embedding=self.table[path], error=None)
             else:
-                yield SimpleNamespace(embedding=None, error=FileNotFoundError(path))
+                yield SimpleNamespace(embedding=None, error=FileNotFoundError(f"not found: {path}"))
 
 
 def clustered(n_speakers: int, files: int, spread: float, seed: int = 0, dim: int = 16):
@@ -82,7 +82,7 @@ def test_embed_files_once_and_reports_failures() -> None:
     assert len(embedder.calls) == len(set(embedder.calls)) == 7  # each file once
     assert set(embeddings) == set(table)
     assert list(failures) == [path_key("/data/missing.wav")]
-    assert "FileNotFoundError" in failures[path_key("/data/missing.wav")]
+    assert failures[path_key("/data/missing.wav")] == f"not found: {path_key('/data/missing.wav')}"
 
 
 def test_evaluate_separable_speakers() -> None:
@@ -97,6 +97,10 @@ def test_evaluate_separable_speakers() -> None:
     assert report.raw.eer_ci[0] <= report.raw.eer <= report.raw.eer_ci[1]
     assert set(report.raw.min_dcf) == {0.01, 0.05}
     assert report.normalized is None and report.primary is report.raw
+    assert report.embeddings.keys() == table.keys()
+    for key, vector in report.embeddings.items():
+        np.testing.assert_array_equal(vector, table[key].astype(np.float32))
+    assert "embeddings" not in report.to_dict()
     table_text = report.format_table()
     assert "EER (%)" in table_text and "minDCF (p=0.01)" in table_text
     assert "as-norm" not in table_text

@@ -22,25 +22,15 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from voxvec.cli.embed import add_model_arguments, load_embedder
-from voxvec.data.manifest import read_manifest
-from voxvec.eval.plots import METHODS, plot_embeddings
-from voxvec.eval.trials import generate_trials, read_trials, write_trials
-from voxvec.eval.verify import (
-    cohort_embeddings,
-    embed_files,
-    evaluate_embeddings,
-    path_key,
-    trial_speakers,
-)
+from voxvec.cli.model_options import add_model_arguments, load_embedder
 
 HELP = "evaluate verification (EER, minDCF, bootstrap CI) on a path,speaker manifest"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the options of ``voxvec eval``."""
+    from voxvec.eval.plots import METHODS
+
     add_model_arguments(parser)
     parser.add_argument(
         "--manifest", required=True, metavar="CSV", help="path,speaker CSV of the test files"
@@ -114,7 +104,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the model, embed, score, print the table; optionally write JSON, trials, a plot."""
+    """Read or generate the trials, evaluate, print the table; write JSON, trials, a plot."""
+    import numpy as np
+
+    from voxvec.atomic import atomic_open
+    from voxvec.data.manifest import read_manifest
+    from voxvec.eval.plots import plot_embeddings
+    from voxvec.eval.trials import generate_trials, read_trials, write_trials
+    from voxvec.eval.verify import evaluate, path_key
 
     items = read_manifest(args.manifest)
     if args.trials is not None:
@@ -127,40 +124,21 @@ def run(args: argparse.Namespace) -> int:
         source = "all pairs" if args.n_trials is None else f"{args.n_trials} sampled"
         if args.write_trials:
             write_trials(trials, args.write_trials, relative_to=Path(args.write_trials).parent)
-    trial_speakers(items, trials)
 
-    progress = sys.stderr.isatty()
-    embedder = load_embedder(args)
-    embeddings, failures = embed_files(
-        embedder,
-        [p for t in trials for p in (t.path1, t.path2)],
-        batch_size=args.batch_size,
-        progress=progress,
-    )
-    cohort = None
-    if args.cohort:
-        cohort = cohort_embeddings(
-            embedder,
-            read_manifest(args.cohort),
-            exclude_speakers=sorted({item.speaker for item in items}),
-            batch_size=args.batch_size,
-            progress=progress,
-        )
-    report = evaluate_embeddings(
-        embeddings,
+    report = evaluate(
+        load_embedder(args),
         items,
         trials,
-        failed_files=failures,
-        cohort=cohort,
+        cohort_items=read_manifest(args.cohort) if args.cohort else None,
         top_k=args.top_k,
+        batch_size=args.batch_size,
+        progress=sys.stderr.isatty(),
         n_bootstrap=args.n_bootstrap,
         seed=args.seed,
     )
     print(report.format_table())
 
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
         document = {
             "model": args.model,
             "manifest": str(args.manifest),
@@ -168,13 +146,14 @@ def run(args: argparse.Namespace) -> int:
             "cohort": args.cohort,
             **report.to_dict(),
         }
-        out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        print(f"report written to {out}")
+        with atomic_open(args.json) as f:
+            f.write(json.dumps(document, indent=2) + "\n")
+        print(f"report written to {args.json}")
     if args.plot:
-        shown = [item for item in items if path_key(item.path) in embeddings]
+        speaker_of = {path_key(item.path): item.speaker for item in items}
         written = plot_embeddings(
-            np.stack([embeddings[path_key(item.path)] for item in shown]),
-            [item.speaker for item in shown],
+            np.stack(list(report.embeddings.values())),
+            [speaker_of[key] for key in report.embeddings],
             args.plot,
             method=args.plot_method,
             max_speakers=args.plot_speakers,

@@ -1,49 +1,62 @@
-"""Export a training checkpoint as an inference bundle that voxvec.load reads.
+"""Export a training checkpoint for inference.
 
-Strips the optimiser, loss head and RNG state from a ckpt_*.pt written by `voxvec train` and
-writes one .safetensors file holding the weights, the architecture, its config and metadata (the
-training steps and data summary). Given a run directory, its latest checkpoint is exported.
+Strips the optimiser, loss head and RNG state from a ckpt_*.pt written by `voxvec train`; given
+a run directory, its latest checkpoint is exported. The format follows --format or, by default,
+the extension of --out:
+
+  safetensors (.safetensors)   one file with the weights, the architecture, its config and the
+                               model card (training steps, data summary, --meta entries); what
+                               voxvec.load and --model read
+  onnx (.onnx), torchscript (.ts)   not available yet
 
 examples:
-  voxvec export runs/convgru/ckpt_00700000.pt convgru.safetensors
-  voxvec export runs/convgru model.safetensors --meta name=my-model --meta licence=CC-BY-4.0
+  voxvec export runs/convgru/ckpt_00700000.pt --out convgru.safetensors
+  voxvec export runs/convgru --out model.safetensors --meta name=my-model --meta licence=CC-BY-4.0
   python -c "import voxvec; print(voxvec.load('model.safetensors'))"
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-HELP = "turn a training checkpoint into an inference bundle (.safetensors) for voxvec.load"
+HELP = "export a training checkpoint or run for inference (a .safetensors bundle)"
+
+
+def metadata_entry(text: str) -> tuple[str, str]:
+    """A --meta value: ``KEY=VALUE`` as ``(key, value)``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the options of ``voxvec export``."""
-    parser.add_argument("checkpoint", help="ckpt_*.pt file, or a run directory (its latest one)")
-    parser.add_argument("out", help="the .safetensors bundle to write")
+    from voxvec.export import EXPORT_FORMATS
+
+    parser.add_argument(
+        "source", metavar="RUN_OR_CHECKPOINT", help="ckpt_*.pt file, or a run directory"
+    )
+    parser.add_argument("--out", "-o", required=True, help="the file to write")
+    parser.add_argument(
+        "--format",
+        choices=tuple(EXPORT_FORMATS),
+        default=None,
+        help="export format (default: from the extension of --out)",
+    )
     parser.add_argument(
         "--meta",
         action="append",
+        type=metadata_entry,
         default=[],
         metavar="KEY=VALUE",
-        help="extra metadata entry for the bundle's model card (repeatable)",
+        help="extra entry for the model card (repeatable)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export and print the bundle's path."""
-    from voxvec.train.checkpoint import export_checkpoint, latest_checkpoint
+    """Export and print the path written."""
+    from voxvec.export import export
 
-    checkpoint = Path(args.checkpoint)
-    if checkpoint.is_dir():
-        found = latest_checkpoint(checkpoint)
-        if found is None:
-            raise FileNotFoundError(f"no checkpoint (ckpt_*.pt) in {checkpoint}")
-        checkpoint = found
-    bad = [m for m in args.meta if "=" not in m]
-    if bad:
-        raise ValueError(f"--meta takes KEY=VALUE, got {bad}")
-    metadata = dict(m.split("=", 1) for m in args.meta)
-    print(export_checkpoint(checkpoint, args.out, metadata=metadata))
+    print(export(args.source, args.out, format=args.format, metadata=dict(args.meta)))
     return 0

@@ -15,26 +15,29 @@ from __future__ import annotations
 
 import argparse
 
-from voxvec.data.prepare import prepare
-
 HELP = "build path,speaker train/valid/test CSVs from LibriSpeech, VCTK, Common Voice, VoxCeleb"
 
-_SOURCES = (
-    ("librispeech", "LibriSpeech root or one subset (<subset>/<speaker>/<chapter>/*.flac)"),
-    ("vctk", "VCTK root (wav48_silence_trimmed/<spk>/*_mic1.flac or wav48/<spk>/*.wav)"),
-    ("commonvoice", "Common Voice locale folder (validated.tsv + clips/) or a folder of them"),
-    ("vox1", "VoxCeleb1 root (<idNNNNN>/<video>/*.wav, also below wav/)"),
-    ("vox2", "VoxCeleb2 root (<idNNNNN>/<video>/*.m4a|.wav, also below aac/ or dev/aac/)"),
-    ("folders", "generic layout: one sub-folder per speaker, audio anywhere below it"),
-    ("manifest", "an existing path,speaker CSV (speaker ids kept as they are)"),
-)
+_CORPUS_HELP = {
+    "librispeech": "LibriSpeech root or one subset (<subset>/<speaker>/<chapter>/*.flac)",
+    "vctk": "VCTK root (wav48_silence_trimmed/<spk>/*_mic1.flac or wav48/<spk>/*.wav)",
+    "commonvoice": "Common Voice locale folder (validated.tsv + clips/) or a folder of them",
+    "vox1": "VoxCeleb1 root (<idNNNNN>/<video>/*.wav, also below wav/)",
+    "vox2": "VoxCeleb2 root (<idNNNNN>/<video>/*.m4a|.wav, also below aac/ or dev/aac/)",
+    "folders": "generic layout: one sub-folder per speaker, audio anywhere below it",
+    "manifest": "an existing path,speaker CSV (speaker ids kept as they are)",
+}
+"""Help of each corpus option; the corpus kinds themselves are voxvec.data.prepare.CORPORA."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the options of ``voxvec prepare``."""
+    from voxvec.data.prepare import CORPORA
+
     corpora = parser.add_argument_group("corpora (each may be repeated)")
-    for name, text in _SOURCES:
-        corpora.add_argument(f"--{name}", action="append", default=[], metavar="PATH", help=text)
+    for name in CORPORA:
+        corpora.add_argument(
+            f"--{name}", action="append", default=[], metavar="PATH", help=_CORPUS_HELP[name]
+        )
     parser.add_argument("--out-dir", required=True, help="folder for the CSVs (created)")
     parser.add_argument(
         "--valid-speakers",
@@ -94,7 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan, split, write; print a summary table. Returns the exit code."""
-    sources = [(name, path) for name, _ in _SOURCES for path in getattr(args, name)]
+    from voxvec.data.prepare import CORPORA, prepare
+
+    sources = [(name, path) for name in CORPORA for path in getattr(args, name)]
     report = prepare(
         sources,
         args.out_dir,

@@ -1,11 +1,12 @@
 """Compare the speakers of two audio files.
 
 Prints the cosine similarity of their embeddings (in [-1, 1]; higher means more alike) and, when
-a threshold is known (--threshold, or the model card's), the decision: same speaker when the
-score is at or above the threshold.
+a threshold is known (--threshold, or the model card's), the decision with the threshold used and
+where it came from: same speaker when the score is at or above the threshold.
 
 examples:
   voxvec similarity alice1.wav alice2.flac
+  voxvec similarity a.wav b.wav --threshold far1
   voxvec similarity a.wav b.wav --model convgru-rf5 --threshold 0.7
 """
 
@@ -14,9 +15,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from voxvec.cli.embed import add_model_arguments, load_embedder
+from voxvec.cli.model_options import add_model_arguments, load_embedder
 
 HELP = "cosine similarity (and same/different decision) of the speakers of two files"
+
+
+def threshold_value(text: str) -> float | str:
+    """A --threshold value: a number (a cosine score), else the name of an operating point."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def threshold_source(threshold: float | str | None) -> str:
+    """Where the decision threshold comes from, for the printed decision."""
+    if isinstance(threshold, float):
+        return "--threshold"
+    return f"model card '{'eer' if threshold is None else threshold}'"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument(
         "--threshold",
+        type=threshold_value,
         default=None,
         help="decision threshold: a cosine score, or an operating point of the model card "
         "(eer, far1 for the default model); default: the card's eer point",
@@ -33,22 +50,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Embed both files and print the score and, when a threshold is known, the decision."""
-    from voxvec.inference import similarity
-
+    """Print the score and, when a threshold is known, the decision and its threshold."""
     embedder = load_embedder(args)
-    emb = embedder.embed([args.a, args.b])
-    score = similarity(emb[0], emb[1])
+    if args.threshold is None and embedder.threshold is None:
+        from voxvec.inference import similarity
+
+        emb = embedder.embed([args.a, args.b])
+        print(f"similarity {similarity(emb[0], emb[1]):.4f}")
+        print("no decision: the model card has no threshold (give one with --threshold)")
+        return 0
+    threshold = embedder.resolve_threshold(args.threshold)
+    score, same = embedder.verify(args.a, args.b, threshold=threshold)
+    decision = "same speaker" if same else "different speakers"
     print(f"similarity {score:.4f}")
-    threshold = None
-    if args.threshold is not None:
-        try:
-            threshold = float(args.threshold)
-        except ValueError:
-            threshold = embedder.resolve_threshold(args.threshold)
-    elif embedder.threshold is not None:
-        threshold = embedder.threshold
-    if threshold is not None:
-        decision = "same speaker" if score >= threshold else "different speakers"
-        print(f"decision {decision} (threshold {threshold:.4f})")
+    print(f"decision {decision} (threshold {threshold:.4f}, {threshold_source(args.threshold)})")
     return 0

@@ -1,8 +1,10 @@
 """Speaker verification evaluation: embed every file once, score trials, report EER and minDCF.
 
-:func:`evaluate` is the one-call entry point; it is :func:`embed_files` (batched, a file that
-fails is reported and its trials dropped) followed by :func:`evaluate_embeddings` (cosine scores,
-optional AS-norm, metrics with a speaker-bootstrap confidence interval for the EER).
+:func:`evaluate` is the one-call entry point (what ``voxvec eval`` runs); it is
+:func:`embed_files` (batched, a file that fails is reported and its trials dropped), the cohort's
+speaker means for AS-norm when a cohort is given (:func:`cohort_embeddings`), then
+:func:`evaluate_embeddings` (cosine scores, optional AS-norm, metrics with a speaker-bootstrap
+confidence interval for the EER). The report keeps the embeddings, e.g. for a plot.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from voxvec.data.manifest import ManifestItem
+from voxvec.embedding_files import SupportsIterEmbed, embed_many
 from voxvec.eval import metrics, norm
 from voxvec.eval.trials import Trial
 
@@ -26,23 +28,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_P_TARGETS = (0.01, 0.05)
 
 
-class SupportsEmbed(Protocol):
-    """What evaluation needs of a model wrapper: :meth:`voxvec.inference.Embedder.iter_embed`.
-
-    ``iter_embed(list_of_paths, batch_size=...)`` yields, per input and in order, a result with
-    ``embedding`` (``(D,)`` or None) and ``error`` (the exception or None).
-    """
-
-    def iter_embed(self, *args: Any, **kwargs: Any) -> Iterator[Any]: ...
-
-
 def path_key(path: str | os.PathLike[str]) -> str:
     """The key a file's embedding is stored under: its normalised absolute path."""
     return os.path.normpath(os.path.abspath(path))
 
 
 def embed_files(
-    embedder: SupportsEmbed,
+    embedder: SupportsIterEmbed,
     paths: Sequence[str | os.PathLike[str]],
     *,
     batch_size: int = 32,
@@ -62,20 +54,9 @@ def embed_files(
         unreadable, too short).
     """
     keys = list(dict.fromkeys(path_key(p) for p in paths))
-    embeddings: dict[str, np.ndarray] = {}
-    failures: dict[str, str] = {}
-    results = embedder.iter_embed(keys, batch_size=batch_size)
-    for key, result in zip(
-        keys,
-        tqdm(results, total=len(keys), desc="embedding", unit="file", disable=not progress),
-        strict=True,
-    ):
-        if result.error is None:
-            embeddings[key] = np.asarray(result.embedding)
-        else:
-            failures[key] = f"{type(result.error).__name__}: {result.error}"
-            logger.warning("cannot embed %s: %s", key, failures[key])
-    return embeddings, failures
+    done = embed_many(embedder, keys, batch_size=batch_size, progress=progress)
+    embeddings = {keys[i]: vector for i, vector in zip(done.indices, done.embeddings, strict=True)}
+    return embeddings, {failure.source: failure.reason for failure in done.failures}
 
 
 def score_trials(embeddings: Mapping[Any, np.ndarray], trials: Sequence[Trial]) -> np.ndarray:
@@ -217,6 +198,8 @@ class VerificationReport:
         normalized: metrics after AS-norm, None without a cohort.
         normalization: AS-norm settings (``method``, ``top_k``, ``cohort_size``), None without.
         confidence: coverage of the EER intervals.
+        embeddings: :func:`path_key` -> ``(D,)`` embedding of every file embedded (left out of
+            :meth:`to_dict`).
     """
 
     n_files: int
@@ -230,6 +213,7 @@ class VerificationReport:
     normalized: Metrics | None = None
     normalization: dict[str, Any] | None = None
     confidence: float = 0.95
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def primary(self) -> Metrics:
@@ -390,11 +374,12 @@ def evaluate_embeddings(
         normalized=normalized,
         normalization=normalization,
         confidence=confidence,
+        embeddings=dict(embeddings),
     )
 
 
 def cohort_embeddings(
-    embedder: SupportsEmbed,
+    embedder: SupportsIterEmbed,
     cohort_items: Sequence[ManifestItem],
     *,
     exclude_speakers: Sequence[str] = (),
@@ -435,7 +420,7 @@ def cohort_embeddings(
 
 
 def evaluate(
-    embedder: SupportsEmbed,
+    embedder: SupportsIterEmbed,
     items: Sequence[ManifestItem],
     trials: Sequence[Trial],
     *,
