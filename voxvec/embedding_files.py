@@ -401,5 +401,5 @@ def embed_to_file(
         [os.fspath(inputs.paths[i]) for i in done.indices],
         speakers,
     )
-    logger.info("wrote %d embeddings to %s", len(done.indices), path)
+    logger.debug("wrote %d embeddings to %s", len(done.indices), path)
     return EmbedJobReport(path, len(done.indices), done.failures)

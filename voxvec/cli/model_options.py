@@ -54,8 +54,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="model arithmetic: auto (bfloat16 where the hardware has it natively, else "
-        "float32; default), float32 or bfloat16",
+        help="model arithmetic (default auto: bfloat16 where the hardware computes it "
+        "natively, else float32)",
     )
     parser.add_argument(
         "--min-speech-s",
