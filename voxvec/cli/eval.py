@@ -125,11 +125,12 @@ def run(args: argparse.Namespace) -> int:
         if args.write_trials:
             write_trials(trials, args.write_trials, relative_to=Path(args.write_trials).parent)
 
+    cohort_items = read_manifest(args.cohort) if args.cohort else None
     report = evaluate(
         load_embedder(args),
         items,
         trials,
-        cohort_items=read_manifest(args.cohort) if args.cohort else None,
+        cohort_items=cohort_items,
         top_k=args.top_k,
         batch_size=args.batch_size,
         progress=sys.stderr.isatty(),
