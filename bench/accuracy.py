@@ -39,11 +39,12 @@ import numpy as np
 import torch
 
 from voxvec.audio.io import load, resample
+from voxvec.audio.vad import METHODS as VAD_METHODS
 from voxvec.data.augment import AugmentConfig, Augmenter
 from voxvec.data.manifest import ManifestItem, read_manifest
 from voxvec.eval.trials import Trial, generate_trials
 from voxvec.eval.verify import compute_metrics, score_trials
-from voxvec.inference import PRECISIONS
+from voxvec.runtime import PRECISIONS
 
 logger = logging.getLogger("bench.accuracy")
 
@@ -179,13 +180,13 @@ class VoxvecSystem:
     """A voxvec model through the public ``voxvec.load`` API (its defaults unless overridden)."""
 
     def __init__(
-        self, name: str, batch_size: int, vad: str | None = None, **embedder_kwargs: Any
+        self, name: str, batch_size: int, vad: str = "off", **embedder_kwargs: Any
     ) -> None:
         import voxvec
 
-        self.name = name if vad is None else f"{name} +vad={vad}"
+        self.name = name if vad == "off" else f"{name} +vad={vad}"
         self._embedder = voxvec.load(
-            name, device="cpu", min_speech_s=0.0, vad=vad or False, **embedder_kwargs
+            name, device="cpu", min_speech_s=0.0, vad=vad, **embedder_kwargs
         )
         self._batch_size = batch_size
 
@@ -247,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], help="voxvec model name or path")
     parser.add_argument("--peer", action="append", default=[], choices=["resemblyzer"])
     parser.add_argument(
-        "--vad", choices=["energy", "silero", "auto"], help="also run each model with this VAD"
+        "--vad",
+        choices=[m for m in VAD_METHODS if m != "off"],
+        help="also run each model with this VAD",
     )
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--window-s", type=float, help="Embedder window_s (default: voxvec's)")
@@ -288,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     systems: list[ResemblyzerSystem | VoxvecSystem] = [
         VoxvecSystem(m, args.batch_size, vad, **overrides)
         for m in args.model
-        for vad in [None, *([args.vad] if args.vad else [])]
+        for vad in ["off", *([args.vad] if args.vad else [])]
     ]
     systems += [ResemblyzerSystem() for _ in args.peer]
     wanted = [c for c in args.conditions.split(",") if c]

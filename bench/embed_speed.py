@@ -74,8 +74,8 @@ def pick_files(data: Path, corpus: str, n_files: int) -> list[Path]:
 def default_systems() -> list[str]:
     """Every registered architecture, the default pretrained model if any, and Resemblyzer."""
     import voxvec
-    from voxvec.pretrained import DEFAULT_MODEL
-    from voxvec.registry import list_models
+    from voxvec.models import list_models
+    from voxvec.weights import DEFAULT_MODEL
 
     systems = list_models()
     if DEFAULT_MODEL in voxvec.available_models():
@@ -94,7 +94,7 @@ def _voxvec_runner(system: str, device: str, batch_size: int, precision: str) ->
     """The runner and the precision the Embedder resolved (``auto`` -> float32/bfloat16)."""
     import voxvec
     from voxvec.inference import Embedder
-    from voxvec.registry import create_model, list_models
+    from voxvec.models import create_model, list_models
 
     if system in list_models():
         embedder = Embedder(create_model(system), device=device, precision=precision)
@@ -227,11 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--precision",
-        # voxvec.inference.PRECISIONS, spelled out: importing voxvec here would load it (and
-        # its memory) into the Resemblyzer worker too
-        choices=["auto", "float32", "bfloat16"],
         default="auto",
-        help="voxvec Embedder precision (auto: bfloat16 where the CPU/GPU has it natively)",
+        # Checked by the voxvec worker's Embedder: importing voxvec.runtime.PRECISIONS here would
+        # load torch (and its memory) into the Resemblyzer worker too.
+        help="voxvec Embedder precision, one of voxvec.runtime.PRECISIONS (auto: bfloat16 where "
+        "the CPU/GPU has it natively)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)

@@ -12,8 +12,8 @@ import torch
 
 import voxvec
 from voxvec.inference import Embedder
-from voxvec.pretrained import DEFAULT_MODEL, list_pretrained, save_bundle
-from voxvec.registry import create_model
+from voxvec.models import create_model
+from voxvec.weights import DEFAULT_MODEL, list_pretrained, save_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEECH = "speechocean762/audio/0001/000010011.ogg"

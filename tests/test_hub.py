@@ -13,8 +13,8 @@ import torch
 import voxvec
 from voxvec import hub
 from voxvec.audio import io
-from voxvec.pretrained import get_spec
-from voxvec.registry import create_model
+from voxvec.models import create_model
+from voxvec.weights import get_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,19 +68,17 @@ def test_hub_load_local_gru() -> None:
 
 
 def test_gru_hparams(gru: hub.GRUEmbedder, capsys: pytest.CaptureFixture[str]) -> None:
-    assert gru.hparams == {
-        "filter_length": 1024,
-        "hop_length": 256,
-        "win_length": 1024,
-        "n_mel_channels": 80,
-        "sampling_rate": 22050,
-        "mel_fmin": 0.0,
-        "mel_fmax": 8000.0,
-        "min_log_value": -11.52,
-    }
+    # The original's hparams is an object with attributes (hp.audio_waveglow).
+    hp = gru.hparams
+    assert (hp.filter_length, hp.hop_length, hp.win_length) == (1024, 256, 1024)
+    assert (hp.n_mel_channels, hp.sampling_rate) == (80, 22050)
+    assert (hp.mel_fmin, hp.mel_fmax) == (0.0, 8000.0)
+    assert (hp.max_wav_value, hp.min_log_value, hp.max_log_value) == (32768.0, -11.52, 1.2)
+    assert hp.silence_threshold_db == -10.0
     gru.print_hparams()
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "filter_length : 1024" and lines[-1] == "min_log_value : -11.52"
+    assert lines[0] == "filter_length : 1024" and lines[4] == "sampling_rate : 22050"
+    assert lines[-1] == "silence_threshold_db : -10.0"
 
 
 def test_gru_options() -> None:

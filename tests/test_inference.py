@@ -11,9 +11,11 @@ import torch
 
 from voxvec.audio import io
 from voxvec.audio.vad import trim_silence
-from voxvec.inference import Embedder, native_bfloat16, similarity
-from voxvec.pretrained import load_model
-from voxvec.registry import create_model, get_model_class, list_models
+from voxvec.inference import Embedder, similarity
+from voxvec.models import create_model, list_models
+from voxvec.registry import get_model_class
+from voxvec.runtime import native_bfloat16
+from voxvec.weights import load_model
 
 SO_FILES = ("audio/0001/000010011.ogg", "audio/0001/000010035.ogg", "audio/0001/000010053.ogg")
 
@@ -105,8 +107,7 @@ def test_long_audio_windows_bound_memory(small: Embedder, shared_data: Path) -> 
     # 5 windows of 20 s every 10 s, at most 2 per forward pass, none longer than a window.
     assert sum(s[0] for s in seen) == 5
     assert max(s[0] for s in seen) <= 2
-    n_window = small.model.input_lengths(torch.tensor([20 * sr])).item()
-    assert all(s[1] <= n_window for s in seen)
+    assert all(s[1] <= 20 * sr for s in seen)  # waveform samples: the model's input
     # The result is the re-normalised mean of the windows embedded on their own.
     windows = [speech[s : s + 20 * sr] for s in range(0, 40 * sr + 1, 10 * sr)]
     per_window = Embedder(small.model, window_s=None).embed(windows, sr)
@@ -292,7 +293,7 @@ def test_device_and_repr(models: dict) -> None:
     assert embedder.device == torch.device("cpu")
     assert "demo" in repr(embedder) and str(embedder.sample_rate) in repr(embedder)
     assert embedder.model.training is False
-    assert get_model_class(name).input_kind == embedder.model.input_kind
+    assert get_model_class(name).config_class().frontend.sample_rate == embedder.sample_rate
 
 
 @pytest.mark.gpu
@@ -308,3 +309,86 @@ def test_cuda_matches_cpu(models: dict) -> None:
     gpu = Embedder(cpu.model, device="cuda")
     assert gpu.device.type == "cuda"
     np.testing.assert_allclose(gpu.embed(waves, sr, batch_size=2), expected, atol=1e-3)
+
+
+# --- window embeddings with times --------------------------------------------------------------
+
+
+def test_embed_windows_times_and_mean(small: Embedder) -> None:
+    sr = small.sample_rate
+    embedder = Embedder(small.model, window_s=2.0, hop_s=1.5, precision="float32")
+    wave = _synthetic(5.3, sr, 1)
+    (windows,) = embedder.embed_windows(wave, sr)
+    # 2 s windows every 1.5 s over 5.3 s: starts 0, 1.5, 3.0 and a last one ending at the end.
+    np.testing.assert_allclose(windows.starts_s, [0.0, 1.5, 3.0, 3.3])
+    np.testing.assert_allclose(windows.ends_s, [2.0, 3.5, 5.0, 5.3])
+    assert windows.embeddings.shape == (4, small.embed_dim)
+    assert windows.duration_s == windows.speech_s == pytest.approx(5.3)
+    # Each window is what that stretch of audio gives alone; embed() is their re-normalised mean.
+    for k, (start, end) in enumerate(zip(windows.starts_s, windows.ends_s, strict=True)):
+        alone = embedder.embed(wave[round(start * sr) : round(end * sr)], sr)[0]
+        np.testing.assert_allclose(windows.embeddings[k], alone, atol=1e-4)
+    np.testing.assert_allclose(embedder.embed(wave, sr)[0], windows.mean(), atol=1e-6)
+    short = embedder.embed_windows([_synthetic(1.2, sr, 2)], sr)[0]
+    assert short.embeddings.shape == (1, small.embed_dim)
+    np.testing.assert_allclose([short.starts_s[0], short.ends_s[0]], [0.0, 1.2])
+
+
+def test_embed_windows_times_are_in_the_original_audio_with_vad(
+    small: Embedder, real_files: list[Path]
+) -> None:
+    """With VAD, windows cover speech only, and their times still point into the input."""
+    sr = small.sample_rate
+    speech = io.load(real_files[0], sr)
+    silence = np.zeros(4 * sr, dtype=np.float32)
+    padded = np.concatenate([silence, speech, silence, speech])
+    embedder = Embedder(small.model, vad="energy", window_s=1.0, precision="float32")
+    (windows,) = embedder.embed_windows(padded, sr)
+    assert windows.duration_s == pytest.approx(len(padded) / sr)
+    assert windows.speech_s < windows.duration_s - 6
+    assert windows.starts_s[0] >= 3.5  # the leading 4 s of silence were trimmed
+    assert (np.diff(windows.starts_s) > 0).all() and (windows.ends_s > windows.starts_s).all()
+    # Windows lying inside one speech stretch span exactly 1 s; the one over the cut bridges it.
+    spans = windows.ends_s - windows.starts_s
+    assert np.isclose(spans, 1.0).sum() >= len(spans) - 2 and spans.max() > 4.0
+    # Cutting the original audio at a window's times gives that window's embedding.
+    k = int(np.argmin(np.abs(windows.starts_s - (4 + len(speech) / sr + 4.5))))
+    assert np.isclose(spans[k], 1.0)
+    alone = Embedder(small.model, precision="float32").embed(
+        padded[round(windows.starts_s[k] * sr) : round(windows.ends_s[k] * sr)], sr
+    )[0]
+    np.testing.assert_allclose(windows.embeddings[k], alone, atol=1e-4)
+    np.testing.assert_allclose(embedder.embed(padded, sr)[0], windows.mean(), atol=1e-6)
+
+
+def test_embed_windows_errors_name_the_input(small: Embedder) -> None:
+    with pytest.raises(ValueError, match=r"input\[1\].*min_speech_s"):
+        small.embed_windows([_synthetic(1.0, 16000, 0), _synthetic(0.1, 16000, 1)], 16000)
+
+
+def test_threshold_source_says_where_the_threshold_comes_from(small: Embedder) -> None:
+    card = {"name": "m", "thresholds": {"eer": 0.4}, "thresholds_from": "valid split"}
+    embedder = Embedder(small.model, card=card)
+    assert embedder.threshold_source(0.3) == "given"
+    assert embedder.threshold_source() == "operating point 'eer' of m's card (valid split)"
+    with pytest.raises(ValueError, match="far1"):
+        embedder.threshold_source("far1")
+
+
+# --- embeddings unchanged by the "one path" refactor -------------------------------------------
+
+
+def test_embeddings_equal_those_recorded_before_the_refactor(shared_data: Path) -> None:
+    """Values recorded at commit a6d7889, before models owned their front-ends (see the file)."""
+    import json
+
+    reference = json.loads((Path(__file__).parent / "assets/reference_embeddings.json").read_text())
+    waves = [io.load(shared_data / f, 16000)[: 3 * 16000] for f in reference["files"]]
+    for name, expected in reference["models"].items():
+        if name == "voxvec-default":
+            model, _ = load_model(name)
+        else:
+            torch.manual_seed(0)
+            model = create_model(name)
+        got = Embedder(model, precision="float32", min_speech_s=0).embed(waves, 16000)
+        np.testing.assert_allclose(got, np.array(expected), atol=2e-5, err_msg=name)

@@ -25,18 +25,6 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "available_models", "embed", "load", "similarity"]
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU; a CUDA device without CUDA is a ValueError."""
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use 'cpu'")
-    return resolved
-
-
 def load(
     name_or_path: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
@@ -47,8 +35,8 @@ def load(
     Args:
         name_or_path: a pretrained name (see :func:`available_models`), a path to a saved
             ``.safetensors`` bundle or released checkpoint, or None for the default model.
-        device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...); None means CUDA when
-            available, else CPU.
+        device: where to run: ``"auto"`` or None (CUDA when available, else CPU), ``"cpu"``,
+            ``"cuda"``, ``"cuda:1"`` ...
         **embedder_kwargs: options of :class:`~voxvec.inference.Embedder` (``window_s``,
             ``hop_s``, ``vad``, ``min_speech_s``, ``precision``).
 
@@ -59,20 +47,21 @@ def load(
         KeyError: unknown pretrained name (the message lists the valid ones).
         FileNotFoundError: the path does not exist.
         ValueError: a CUDA device is requested without CUDA, an Embedder option is out of
-            range, or the weights cannot be loaded (see :func:`voxvec.pretrained.load_model`).
+            range, or the weights cannot be loaded (see :func:`voxvec.weights.load_model`).
         OSError / RuntimeError: downloading the weights failed.
     """
     from voxvec.inference import Embedder
-    from voxvec.pretrained import load_model
+    from voxvec.runtime import resolve_device
+    from voxvec.weights import load_model
 
-    resolved = _resolve_device(device)
+    resolved = resolve_device(device)
     model, card = load_model(name_or_path)
     return Embedder(model, resolved, card, **embedder_kwargs)
 
 
 def available_models() -> list[str]:
     """Names of the pretrained models :func:`load` accepts (``voxvec models`` shows details)."""
-    from voxvec.pretrained import list_pretrained
+    from voxvec.weights import list_pretrained
 
     return [spec.name for spec in list_pretrained()]
 

@@ -6,8 +6,9 @@
 >>> model = torch.hub.load("/path/to/voxvec", "gru_embedder", source="local")
 
 gives the original's modules: :class:`GRUEmbedder` (log-mels ``(B, frames, 80)`` ->
-``(B, 256)``, with ``melspec_from_file``, ``melspec_from_array``, ``hparams`` and
-``print_hparams``) and :class:`ConvGRUEmbedder` (16 kHz waveforms ``(B, samples)`` ->
+``(B, 256)``, with ``melspec_from_file``, ``melspec_from_array``, ``hparams`` (an object with the
+original's attributes, ``model.hparams.sampling_rate`` ...) and ``print_hparams``) and
+:class:`ConvGRUEmbedder` (16 kHz waveforms ``(B, samples)`` ->
 ``(B, 256)``). Each wraps a voxvec model as ``.model`` (usable with
 :class:`voxvec.inference.Embedder`), so the wrappers' parameter names are the original ones
 (``model.rnn_stack.*`` ...). Both also take an optional ``lengths`` for padded batches.
@@ -15,22 +16,23 @@ gives the original's modules: :class:`GRUEmbedder` (log-mels ``(B, frames, 80)``
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from voxvec import _resolve_device
 from voxvec.audio import io
-from voxvec.audio.features import log_mel
+from voxvec.config import config_to_dict
 from voxvec.inference import Embedder
-from voxvec.models.base import SpeakerEncoder
+from voxvec.models import SpeakerEncoder, create_model
 from voxvec.models.convgru import ConvGRUEncoder
 from voxvec.models.gru import MIN_LOG_VALUE, GRUEncoder
-from voxvec.pretrained import DEFAULT_MODEL, load_model, load_state_dict_strict
-from voxvec.registry import config_to_dict, create_model
+from voxvec.runtime import model_device, resolve_device
+from voxvec.weights import DEFAULT_MODEL, load_model, load_state_dict_strict
 
 __all__ = [
     "ConvGRUEmbedder",
@@ -48,9 +50,31 @@ def _print_mapping(values: dict[str, Any]) -> None:
         print(key, ":", value)
 
 
-def _module_device(module: nn.Module) -> torch.device:
-    param = next(module.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+@dataclass(frozen=True)
+class GRUHParams:
+    """The original ``gru_embedder``'s ``hparams``: its audio settings under their original names.
+
+    Attributes:
+        filter_length, hop_length, win_length: STFT size, hop and window in samples.
+        n_mel_channels: mel bands.
+        sampling_rate: Hz.
+        mel_fmin, mel_fmax: mel filter range in Hz.
+        max_wav_value: full scale of 16-bit integer audio.
+        min_log_value, max_log_value: the log-mel range the model's input scaling assumes.
+        silence_threshold_db: the original's silence-trimming level (unused by voxvec).
+    """
+
+    filter_length: int
+    hop_length: int
+    win_length: int
+    n_mel_channels: int
+    sampling_rate: int
+    mel_fmin: float
+    mel_fmax: float
+    max_wav_value: float = 32768.0
+    min_log_value: float = MIN_LOG_VALUE
+    max_log_value: float = 1.2
+    silence_threshold_db: float = -10.0
 
 
 class GRUEmbedder(nn.Module):
@@ -67,23 +91,22 @@ class GRUEmbedder(nn.Module):
         self.model: GRUEncoder = model
 
     @property
-    def hparams(self) -> dict[str, Any]:
-        """The spectrogram settings under the original names, plus ``min_log_value``."""
-        mel = self.model.config.mel
-        return {
-            "filter_length": mel.n_fft,
-            "hop_length": mel.hop_length,
-            "win_length": mel.win_length,
-            "n_mel_channels": mel.n_mels,
-            "sampling_rate": mel.sample_rate,
-            "mel_fmin": mel.f_min,
-            "mel_fmax": mel.f_max,
-            "min_log_value": MIN_LOG_VALUE,
-        }
+    def hparams(self) -> GRUHParams:
+        """The spectrogram settings as the original's ``hparams`` object (attributes)."""
+        mel = self.model.config.frontend
+        return GRUHParams(
+            filter_length=mel.n_fft,
+            hop_length=mel.hop_length,
+            win_length=mel.win_length,
+            n_mel_channels=mel.n_mels,
+            sampling_rate=mel.sample_rate,
+            mel_fmin=mel.f_min,
+            mel_fmax=mel.f_max,
+        )
 
     def print_hparams(self) -> None:
         """Print :attr:`hparams` to stdout, one ``name : value`` per line (as the original)."""
-        _print_mapping(self.hparams)
+        _print_mapping(dataclasses.asdict(self.hparams))
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Embed log-mel spectrograms (moved to the model's device).
@@ -95,8 +118,8 @@ class GRUEmbedder(nn.Module):
         Returns:
             ``(B, 256)`` unit-length embeddings.
         """
-        device = _module_device(self.model)
-        return self.model(x.to(device), None if lengths is None else lengths.to(device))
+        device = model_device(self.model)
+        return self.model.encode(x.to(device), None if lengths is None else lengths.to(device))
 
     def melspec_from_array(self, x: np.ndarray | Tensor, sample_rate: int | None = None) -> Tensor:
         """Log-mel spectrogram of a mono waveform.
@@ -115,10 +138,11 @@ class GRUEmbedder(nn.Module):
         if isinstance(x, Tensor):
             x = x.detach().cpu().numpy()
         wav = io.check_waveform(np.asarray(x), "melspec_from_array input")
-        mel = self.model.config.mel
-        rate = mel.sample_rate if sample_rate is None else sample_rate
-        wav = np.clip(io.resample(wav, rate, mel.sample_rate), -1.0, 1.0)
-        feats, _ = log_mel(torch.from_numpy(wav), mel)
+        frontend = self.model.frontend
+        rate = frontend.sample_rate if sample_rate is None else sample_rate
+        wav = np.clip(io.resample(wav, rate, frontend.sample_rate), -1.0, 1.0)
+        wave = torch.from_numpy(wav)[None]
+        feats, _ = frontend(wave, torch.tensor([wave.shape[1]]))
         return feats[0]
 
     def melspec_from_file(self, path: str | os.PathLike) -> Tensor:
@@ -128,8 +152,8 @@ class GRUEmbedder(nn.Module):
             FileNotFoundError: ``path`` does not exist.
             voxvec.audio.io.AudioError: the file cannot be decoded or holds no audio.
         """
-        mel = self.model.config.mel
-        return self.melspec_from_array(io.load(path, mel.sample_rate), mel.sample_rate)
+        rate = self.model.sample_rate
+        return self.melspec_from_array(io.load(path, rate), rate)
 
 
 class ConvGRUEmbedder(nn.Module):
@@ -164,7 +188,7 @@ class ConvGRUEmbedder(nn.Module):
         Returns:
             ``(B, 256)`` unit-length embeddings.
         """
-        device = _module_device(self.model)
+        device = model_device(self.model)
         x = x.to(device).clamp(-1.0, 1.0)
         return self.model(x, None if lengths is None else lengths.to(device))
 
@@ -205,7 +229,7 @@ def _convgru(
     name: str, pretrained: bool, progress: bool, device: str | torch.device | None
 ) -> ConvGRUEmbedder:
     model = load_model(name, progress=progress)[0] if pretrained else create_model("convgru")
-    return ConvGRUEmbedder(model).to(_resolve_device(device)).eval()
+    return ConvGRUEmbedder(model).to(resolve_device(device)).eval()
 
 
 def convgru_embedder(
@@ -254,7 +278,8 @@ def voxvec_default(
     Unlike the original entry points this returns an :class:`~voxvec.inference.Embedder`, not a
     bare module: ``embedder.embed(paths_or_arrays, sample_rate=...)`` -> ``(N, 256)`` unit
     vectors, with resampling, log-mels, batching and long-audio windows handled;
-    ``embedder.model`` is the ``(B, frames, 80)`` log-mel -> ``(B, 256)`` module.
+    ``embedder.model`` is the ``(B, samples)`` 16 kHz waveform -> ``(B, 256)`` module (log-mels
+    computed inside).
 
     Args:
         pretrained: load the bundled weights; False gives an untrained model of the same shape.
@@ -269,4 +294,4 @@ def voxvec_default(
         model, card = load_model(DEFAULT_MODEL)
     else:
         model, card = create_model("ecapa"), {}
-    return Embedder(model, device=_resolve_device(device), card=card, **embedder_kwargs)
+    return Embedder(model, device=resolve_device(device), card=card, **embedder_kwargs)

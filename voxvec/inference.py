@@ -1,10 +1,14 @@
 """Inference: files, arrays and batches in, speaker embeddings out.
 
 :class:`Embedder` wraps any registered :class:`~voxvec.models.base.SpeakerEncoder` and does what
-sits between raw audio and the model: decoding, resampling to the model's rate, the model's
-front-end (log-mel or waveform), silence trimming, sliding windows over long recordings, and
-batching of variable-length inputs with padding and lengths. Whichever way the inputs are batched,
-each gets the embedding it would get alone (within float tolerance).
+sits between raw audio and the model: decoding, resampling to the model's rate, silence trimming,
+sliding windows over long recordings, and batching (through :func:`voxvec.runtime.embed_waveforms`,
+the one batched primitive; the model computes its own front-end). Whichever way the inputs are
+batched, each gets the embedding it would get alone (within float tolerance).
+
+Window embeddings. :meth:`Embedder.embed_windows` returns, per input, the embedding of each window
+with its start and end in seconds of the original audio (also when VAD removed silence);
+:meth:`Embedder.embed` is their re-normalised mean.
 
 Long recordings. The original models degrade on utterances over about 30 s (they were trained on
 a few seconds). An input longer than ``window_s`` (default 20 s) is cut into windows of
@@ -21,10 +25,11 @@ fast on such CPUs; the default model's embeddings stay within 0.0001 cosine of f
 speech (random-input worst case 0.003), and batching changes them by less than that (rounding
 depends on the batch shape). ``precision="float32"`` gives float32 results everywhere.
 
-Silence. With ``vad`` set, non-speech is removed first (:func:`voxvec.audio.vad.trim_silence`:
-silero-vad from the ``vad`` extra, or an energy detector). An input with less than
-``min_speech_s`` of speech (after trimming when ``vad`` is on, else its whole duration) raises a
-:class:`ValueError` naming it, rather than returning a meaningless vector.
+Silence. With ``vad`` other than ``"off"``, non-speech is removed first
+(:func:`voxvec.audio.vad.speech_segments`: silero-vad from the ``vad`` extra, or an energy
+detector). An input with less than ``min_speech_s`` of speech (after trimming when ``vad`` is on,
+else its whole duration) raises a :class:`ValueError` naming it, rather than returning a
+meaningless vector.
 """
 
 from __future__ import annotations
@@ -38,40 +43,20 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from voxvec.audio import io
-from voxvec.audio.features import log_mel
-from voxvec.audio.vad import trim_silence
-from voxvec.audio.windows import pad_batch, window_starts
+from voxvec.audio.vad import METHODS as VAD_METHODS
+from voxvec.audio.vad import speech_segments
+from voxvec.audio.windows import window_starts
 from voxvec.models.base import SpeakerEncoder
+from voxvec.runtime import embed_waveforms, model_device, resolve_device, resolve_precision
 
 logger = logging.getLogger(__name__)
 
 PathLike: TypeAlias = str | os.PathLike
 AudioLike: TypeAlias = PathLike | np.ndarray | Tensor
 EmbedInput: TypeAlias = AudioLike | Sequence[AudioLike]
-
-VAD_METHODS = ("energy", "silero", "auto")
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (so autocast to it is faster, not slower).
-
-    CUDA: :func:`torch.cuda.is_bf16_supported` without emulation (Ampere and later). CPU: AMX or
-    AVX512-BF16 instructions (recent Intel Xeons, AMD Zen 4 and later). Elsewhere bfloat16 is
-    emulated and slower than float32.
-    """
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    if device.type != "cpu":
-        return False
-    try:  # private helpers of torch.cpu (torch >= 2.3); absent means "do not know": no
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except AttributeError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -92,6 +77,53 @@ class EmbedResult:
 
 
 @dataclass(frozen=True)
+class WindowEmbeddings:
+    """The window embeddings of one input, with where each window lies in the original audio.
+
+    Attributes:
+        source: the input's name: its path, or ``input[i]`` for an array.
+        embeddings: ``(W, D)`` float32 unit vectors, one per window, in time order.
+        starts_s: ``(W,)`` float64: where each window's first sample lies, in seconds of the
+            original audio (before any VAD trimming).
+        ends_s: ``(W,)`` float64: the end of each window's last sample, in seconds of the
+            original audio (with VAD a window may bridge removed silence, so ``ends_s -
+            starts_s`` can exceed the window length).
+        duration_s: length of the original audio in seconds.
+        speech_s: seconds of audio that were embedded (after VAD; ``duration_s`` without).
+    """
+
+    source: str
+    embeddings: np.ndarray
+    starts_s: np.ndarray
+    ends_s: np.ndarray
+    duration_s: float
+    speech_s: float
+
+    def mean(self) -> np.ndarray:
+        """``(D,)`` float32: the re-normalised mean of the windows (what :meth:`Embedder.embed`
+        gives for this input)."""
+        mean = self.embeddings.astype(np.float64).mean(0)
+        return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Speech:
+    """A decoded input: its speech samples and where they came from in the original audio."""
+
+    wav: np.ndarray  # (S,) float32 at the model's rate: the kept segments, joined
+    segments: list[tuple[int, int]]  # kept (start, end) sample spans of the original audio
+    n_samples: int  # length of the original audio
+
+    def original_index(self, positions: np.ndarray) -> np.ndarray:
+        """Original-audio sample index of each position in ``wav``."""
+        lengths = np.array([end - start for start, end in self.segments])
+        offsets = np.concatenate([[0], np.cumsum(lengths)])  # where each segment starts in wav
+        seg = np.searchsorted(offsets, positions, side="right") - 1
+        starts = np.array([start for start, _ in self.segments])
+        return starts[seg] + (positions - offsets[seg])
+
+
+@dataclass(frozen=True)
 class _Item:
     """One input before decoding: a file path or a waveform at ``sample_rate``."""
 
@@ -99,16 +131,6 @@ class _Item:
     path: Path | None = None
     wave: np.ndarray | None = None
     sample_rate: int | None = None
-
-
-def _resolve_vad(vad: bool | str | None) -> str | None:
-    if vad is None or vad is False:
-        return None
-    if vad is True:
-        return "auto"
-    if isinstance(vad, str) and vad in VAD_METHODS:
-        return vad
-    raise ValueError(f"vad must be False, True or one of {VAD_METHODS}, got {vad!r}")
 
 
 def _to_numpy(x: np.ndarray | Tensor) -> np.ndarray:
@@ -126,18 +148,18 @@ class Embedder:
 
     Args:
         model: any :class:`SpeakerEncoder`; it is put in eval mode (and moved to ``device``).
-        device: where to run the model; None keeps it where it is. (``voxvec.load`` resolves
-            None to CUDA when available, else CPU.)
-        card: the model card / metadata (as :func:`voxvec.pretrained.load_model` returns it);
+        device: where to run the model (``"auto"``, ``"cpu"``, ``"cuda:1"`` ...); None keeps it
+            where it is. (``voxvec.load`` resolves None to ``"auto"``: CUDA when available.)
+        card: the model card (as :func:`voxvec.weights.load_model` returns it);
             its ``thresholds`` give :meth:`verify` its default decision threshold.
         window_s: inputs longer than this many seconds are embedded as the re-normalised mean of
             sliding windows of this length; None embeds every input whole (the original
             behaviour, which degrades past about 30 s).
         hop_s: seconds between window starts (<= ``window_s``); None means ``window_s`` (windows
             side by side, the last one ending at the end of the input).
-        vad: trim non-speech before embedding: False (off), True (``"auto"``), ``"energy"``,
-            ``"silero"`` (needs ``pip install 'voxvec[vad]'``) or ``"auto"`` (silero when
-            installed, else energy).
+        vad: trim non-speech before embedding: ``"off"``, ``"energy"``, ``"silero"`` (needs
+            ``pip install 'voxvec[vad]'``) or ``"auto"`` (silero when installed, else energy);
+            see :data:`voxvec.audio.vad.METHODS`.
         min_speech_s: inputs with less speech than this many seconds (after trimming when
             ``vad`` is on, else their whole duration) raise a :class:`ValueError`; 0 accepts
             anything the model can take (at least ``model.min_samples``).
@@ -152,7 +174,7 @@ class Embedder:
         card: the model card (a copy; empty when none was given).
         window: window length in samples at :attr:`sample_rate`, or None (no windows).
         hop: hop between windows in samples, or None.
-        vad: the VAD method (``"energy"``, ``"silero"``, ``"auto"``), or None when off.
+        vad: the VAD method, one of :data:`voxvec.audio.vad.METHODS`.
         min_speech_s: the least speech, in seconds, an input must hold.
         precision: the resolved precision, ``"float32"`` or ``"bfloat16"``.
 
@@ -168,20 +190,18 @@ class Embedder:
         *,
         window_s: float | None = 20.0,
         hop_s: float | None = None,
-        vad: bool | str = False,
+        vad: str = "off",
         min_speech_s: float = 0.5,
         precision: str = "auto",
     ) -> None:
         if device is not None:
-            model = model.to(device)
+            model = model.to(resolve_device(device))
         self.model = model.eval()
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if precision == "auto":
-            precision = "bfloat16" if native_bfloat16(self.device) else "float32"
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
         self.card: dict[str, Any] = dict(card or {})
-        self.vad = _resolve_vad(vad)
+        if vad not in VAD_METHODS:
+            raise ValueError(f"vad must be one of {VAD_METHODS}, got {vad!r}")
+        self.vad = vad
         if min_speech_s < 0:
             raise ValueError(f"min_speech_s must be >= 0, got {min_speech_s}")
         self.min_speech_s = float(min_speech_s)
@@ -216,8 +236,7 @@ class Embedder:
     @property
     def device(self) -> torch.device:
         """The device the model runs on."""
-        param = next(self.model.parameters(), None)
-        return param.device if param is not None else torch.device("cpu")
+        return model_device(self.model)
 
     @property
     def threshold(self) -> float | None:
@@ -247,10 +266,24 @@ class Embedder:
             )
         return float(points[name])
 
+    def threshold_source(self, threshold: float | str | None = None) -> str:
+        """Where :meth:`resolve_threshold` takes ``threshold`` from, in words (for reports).
+
+        Raises:
+            ValueError: as :meth:`resolve_threshold`.
+        """
+        self.resolve_threshold(threshold)
+        if isinstance(threshold, (int, float)):
+            return "given"
+        name = "eer" if threshold is None else threshold
+        where = self.card.get("thresholds_from")
+        model = self.card.get("name") or self.card.get("source") or "the model"
+        return f"operating point {name!r} of {model}'s card" + (f" ({where})" if where else "")
+
     def __repr__(self) -> str:
         name = self.card.get("name") or type(self.model).__name__
         return (
-            f"Embedder({name}, {self.sample_rate} Hz {self.model.input_kind}, "
+            f"Embedder({name}, {self.sample_rate} Hz {self.model.frontend.kind}, "
             f"D={self.embed_dim}, device={self.device}, precision={self.precision})"
         )
 
@@ -330,8 +363,8 @@ class Embedder:
             raise ValueError(f"lengths must be integers in [1, {total}], got {lens.tolist()}")
         return [int(v) for v in lens]
 
-    def _decode(self, item: _Item) -> np.ndarray:
-        """The item's waveform at the model's rate, silence-trimmed, validated: (T,) float32."""
+    def _decode(self, item: _Item) -> _Speech:
+        """The item's speech at the model's rate and where it lies in the original audio."""
         if item.path is not None:
             wav = io.load(item.path, self.sample_rate)
         else:
@@ -339,57 +372,92 @@ class Embedder:
             wav = io.check_waveform(item.wave, item.source)
             if item.sample_rate != self.sample_rate:
                 wav = io.resample(wav, item.sample_rate, self.sample_rate)
-        duration_s = len(wav) / self.sample_rate
-        if self.vad is not None:
-            wav = trim_silence(wav, self.sample_rate, method=self.vad)
-        speech_s = len(wav) / self.sample_rate
+        segments = speech_segments(wav, self.sample_rate, self.vad)
+        parts = [wav[a:b] for a, b in segments]
+        speech = (parts[0] if len(parts) == 1 else np.concatenate([wav[:0], *parts])).astype(
+            np.float32, copy=False
+        )
+        speech_s = len(speech) / self.sample_rate
         if speech_s < self.min_speech_s:
             what = (
-                f"speech found by VAD (of {duration_s:.2f} s)" if self.vad is not None else "audio"
+                f"speech found by VAD (of {len(wav) / self.sample_rate:.2f} s)"
+                if self.vad != "off"
+                else "audio"
             )
             raise ValueError(
                 f"{item.source}: {speech_s:.2f} s of {what} is below "
                 f"min_speech_s={self.min_speech_s:g}; an embedding of it would be meaningless "
                 "(give a longer recording, or lower min_speech_s)"
             )
-        if len(wav) < self.model.min_samples:
+        if len(speech) < self.model.min_samples:
             raise ValueError(
-                f"{item.source}: {len(wav)} samples at {self.sample_rate} Hz is shorter than the "
-                f"model's minimum input of {self.model.min_samples} samples"
+                f"{item.source}: {len(speech)} samples at {self.sample_rate} Hz is shorter than "
+                f"the model's minimum input of {self.model.min_samples} samples"
             )
-        return wav
+        return _Speech(speech, segments, len(wav))
 
-    def _segments(self, wav: np.ndarray) -> list[np.ndarray]:
-        """The waveform itself, or its sliding windows when it is longer than one window."""
-        if self.window is None or self.hop is None or len(wav) <= self.window:
-            return [wav]
-        return [wav[s : s + self.window] for s in window_starts(len(wav), self.window, self.hop)]
+    def _window_spans(self, n_samples: int) -> list[tuple[int, int]]:
+        """``(start, end)`` of each window over ``n_samples``: one span when it fits one window."""
+        if self.window is None or self.hop is None or n_samples <= self.window:
+            return [(0, n_samples)]
+        return [(s, s + self.window) for s in window_starts(n_samples, self.window, self.hop)]
 
-    # ------------------------------------------------------------------ model
-
-    def _forward(self, wav: Tensor, lengths: Tensor) -> Tensor:
-        """Model input from a padded waveform batch (B, T) -> embeddings (B, D)."""
-        x, x_lengths = wav, lengths
-        if self.model.input_kind == "logmel":
-            assert self.model.mel_config is not None
-            x, x_lengths = log_mel(wav, self.model.mel_config, lengths)  # always in float32
-        with torch.autocast(
-            wav.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"
-        ):
-            return self.model(x, x_lengths).float()
-
-    def _embed_segments(self, segments: list[np.ndarray], batch_size: int) -> Tensor:
-        """Embed waveforms (each at the model rate) in length-sorted batches: (S, D) on CPU."""
-        out = torch.empty(len(segments), self.embed_dim)
-        order = sorted(range(len(segments)), key=lambda i: -len(segments[i]))
-        device = self.device
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                wav, lengths = pad_batch([segments[i] for i in idx])
-                emb = self._forward(wav.to(device), lengths.to(device))
-                out[idx] = emb.float().cpu()
-        return out
+    def _iter_windows(
+        self,
+        x: EmbedInput,
+        sample_rate: int | None,
+        lengths: np.ndarray | Tensor | None,
+        batch_size: int,
+        chunk_size: int,
+    ) -> Iterator[tuple[int, str, WindowEmbeddings | None, Exception | None]]:
+        """``(index, source, windows or None, error or None)`` per input, in order."""
+        if batch_size < 1 or chunk_size < 1:
+            raise ValueError(
+                f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}"
+            )
+        items = self._items(x, sample_rate, lengths)
+        rate = float(self.sample_rate)
+        for first in range(0, len(items), chunk_size):
+            chunk = items[first : first + chunk_size]
+            decoded: dict[int, tuple[_Speech, list[tuple[int, int]]]] = {}
+            errors: dict[int, Exception] = {}
+            waves: list[np.ndarray] = []
+            for k, item in enumerate(chunk):
+                try:
+                    speech = self._decode(item)
+                except (OSError, ValueError) as err:
+                    errors[k] = err
+                    continue
+                spans = self._window_spans(len(speech.wav))
+                decoded[k] = (speech, spans)
+                waves.extend(speech.wav[a:b] for a, b in spans)
+            emb = (
+                embed_waveforms(
+                    self.model, waves, batch_size=batch_size, precision=self.precision
+                ).numpy()
+                if waves
+                else None
+            )
+            row = 0
+            for k, item in enumerate(chunk):
+                if k in errors:
+                    yield first + k, item.source, None, errors[k]
+                    continue
+                assert emb is not None
+                speech, spans = decoded[k]
+                bounds = np.array(spans, dtype=np.int64)  # (W, 2) in speech samples
+                starts = speech.original_index(bounds[:, 0])
+                ends = speech.original_index(bounds[:, 1] - 1) + 1
+                windows = WindowEmbeddings(
+                    source=item.source,
+                    embeddings=emb[row : row + len(spans)],
+                    starts_s=starts / rate,
+                    ends_s=ends / rate,
+                    duration_s=speech.n_samples / rate,
+                    speech_s=len(speech.wav) / rate,
+                )
+                row += len(spans)
+                yield first + k, item.source, windows, None
 
     # ------------------------------------------------------------------ public
 
@@ -418,34 +486,44 @@ class Embedder:
         Raises:
             ValueError / TypeError: the input as a whole is malformed (see :meth:`embed`).
         """
-        if batch_size < 1 or chunk_size < 1:
-            raise ValueError(
-                f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}"
-            )
-        items = self._items(x, sample_rate, lengths)
-        for first in range(0, len(items), chunk_size):
-            chunk = items[first : first + chunk_size]
-            errors: dict[int, Exception] = {}
-            owners: list[int] = []
-            segments: list[np.ndarray] = []
-            for k, item in enumerate(chunk):
-                try:
-                    segs = self._segments(self._decode(item))
-                except (OSError, ValueError) as err:
-                    errors[k] = err
-                    continue
-                owners.extend([k] * len(segs))
-                segments.extend(segs)
-            emb = self._embed_segments(segments, batch_size) if segments else None
-            owner_t = torch.tensor(owners, dtype=torch.long)
-            for k, item in enumerate(chunk):
-                if k in errors:
-                    yield EmbedResult(first + k, item.source, None, errors[k])
-                    continue
-                assert emb is not None
-                mean = emb[owner_t == k].mean(0)
-                vec = F.normalize(mean, dim=0).numpy().astype(np.float32)
-                yield EmbedResult(first + k, item.source, vec, None)
+        for index, source, windows, error in self._iter_windows(
+            x, sample_rate, lengths, batch_size, chunk_size
+        ):
+            vec = None if windows is None else windows.mean()
+            yield EmbedResult(index, source, vec, error)
+
+    def embed_windows(
+        self,
+        x: EmbedInput,
+        sample_rate: int | None = None,
+        *,
+        lengths: np.ndarray | Tensor | None = None,
+        batch_size: int = 16,
+    ) -> list[WindowEmbeddings]:
+        """The window embeddings of each input, with their times in the original audio.
+
+        Windows are ``window_s`` long every ``hop_s`` over each input's speech (the last one ends
+        at its end; an input no longer than one window, or any input when ``window_s`` is None,
+        is one window). :meth:`embed` gives the re-normalised mean of these.
+
+        Args:
+            x, sample_rate, lengths, batch_size: as in :meth:`embed`.
+
+        Returns:
+            One :class:`WindowEmbeddings` per input, in order.
+
+        Raises:
+            As :meth:`embed`.
+        """
+        out: list[WindowEmbeddings] = []
+        for _, _, windows, error in self._iter_windows(
+            x, sample_rate, lengths, batch_size, chunk_size=64
+        ):
+            if error is not None:
+                raise error
+            assert windows is not None
+            out.append(windows)
+        return out
 
     def embed(
         self,

@@ -1,42 +1,49 @@
-"""Model registry: ``@register_model("name")``, :func:`create_model`, :func:`list_models`.
+"""Registries of model architectures and front-ends: the only module-level mutable state.
 
-This is the only module-level mutable state in voxvec. Architectures register themselves when
-``voxvec.models`` is imported; :func:`create_model` imports it on first use.
+``@register_model("name")`` and ``@register_frontend("name")`` are class decorators; the
+architectures and front-ends in :mod:`voxvec.models` register themselves when that package is
+imported. This module imports nothing of voxvec: the lookups here see what has been registered;
+:func:`voxvec.models.create_model` and :func:`voxvec.models.list_models` import every built-in
+architecture first.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    # Only for annotations: importing voxvec.models here would be circular (its architecture
-    # modules import this module to register themselves).
     from voxvec.models.base import SpeakerEncoder
+    from voxvec.models.frontends import Frontend
 
 _MODELS: dict[str, type[SpeakerEncoder]] = {}
+_FRONTENDS: dict[str, type[Frontend]] = {}
 
 M = TypeVar("M", bound="type[SpeakerEncoder]")
-C = TypeVar("C")
+F = TypeVar("F", bound="type[Frontend]")
+
+
+def _check_config_class(cls: type, what: str) -> None:
+    if not dataclasses.is_dataclass(getattr(cls, "config_class", None)):
+        raise TypeError(f"{what} {cls.__name__} must define config_class, a dataclass")
 
 
 def register_model(name: str) -> Callable[[M], M]:
-    """Class decorator registering a :class:`SpeakerEncoder` subclass under ``name``.
+    """Class decorator registering a :class:`~voxvec.models.base.SpeakerEncoder` as ``name``.
 
     The class must define ``config_class``, a frozen dataclass whose instance is its only
-    constructor argument.
+    constructor argument; ``cls.arch`` is set to ``name``.
 
     Raises:
         ValueError: ``name`` is already registered to a different class.
+        TypeError: the class has no dataclass ``config_class``.
     """
 
     def decorator(cls: M) -> M:
         if name in _MODELS and _MODELS[name] is not cls:
             raise ValueError(f"model name {name!r} is already registered to {_MODELS[name]!r}")
-        if not dataclasses.is_dataclass(getattr(cls, "config_class", None)):
-            raise TypeError(f"{cls.__name__} must define config_class, a dataclass")
+        _check_config_class(cls, "model")
         cls.arch = name
         _MODELS[name] = cls
         return cls
@@ -44,23 +51,50 @@ def register_model(name: str) -> Callable[[M], M]:
     return decorator
 
 
-def _ensure_imported() -> None:
-    importlib.import_module("voxvec.models")
+def register_frontend(name: str) -> Callable[[F], F]:
+    """Class decorator registering a :class:`~voxvec.models.frontends.Frontend` as ``name``.
+
+    The class must define ``config_class``, a frozen dataclass used by no other front-end (a
+    model config's front-end is serialised with this name as its ``"type"``); ``cls.kind`` is
+    set to ``name``.
+
+    Raises:
+        ValueError: ``name`` or the config class is already registered to a different class.
+        TypeError: the class has no dataclass ``config_class``.
+    """
+
+    def decorator(cls: F) -> F:
+        if name in _FRONTENDS and _FRONTENDS[name] is not cls:
+            raise ValueError(f"front-end {name!r} is already registered to {_FRONTENDS[name]!r}")
+        _check_config_class(cls, "front-end")
+        owner = frontend_kind_of_config(cls.config_class)
+        if owner is not None and owner != name:
+            raise ValueError(
+                f"{cls.config_class.__name__} is already the config of front-end {owner!r}"
+            )
+        cls.kind = name
+        _FRONTENDS[name] = cls
+        return cls
+
+    return decorator
 
 
-def list_models() -> list[str]:
-    """Names of all registered architectures, sorted."""
-    _ensure_imported()
+def registered_models() -> list[str]:
+    """Names of the architectures registered so far, sorted."""
     return sorted(_MODELS)
 
 
+def registered_frontends() -> list[str]:
+    """Names of the front-ends registered so far, sorted."""
+    return sorted(_FRONTENDS)
+
+
 def get_model_class(name: str) -> type[SpeakerEncoder]:
-    """The class registered under ``name``.
+    """The architecture registered as ``name``.
 
     Raises:
-        KeyError: unknown name; the message lists the valid ones.
+        KeyError: unknown name; the message lists the registered ones.
     """
-    _ensure_imported()
     try:
         return _MODELS[name]
     except KeyError:
@@ -69,58 +103,23 @@ def get_model_class(name: str) -> type[SpeakerEncoder]:
         ) from None
 
 
-def config_from_dict(config_class: type[C], values: Mapping[str, Any]) -> C:
-    """Build a (possibly nested) config dataclass from plain values; unknown keys are an error.
-
-    Nested dataclass fields accept dicts; tuple-typed fields accept lists (as JSON gives them).
+def get_frontend_class(name: str) -> type[Frontend]:
+    """The front-end registered as ``name``.
 
     Raises:
-        ValueError: a key is not a field of ``config_class``.
+        ValueError: unknown name; the message lists the registered ones.
     """
-    if not dataclasses.is_dataclass(config_class):
-        raise TypeError(f"{config_class!r} is not a dataclass")
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
+    try:
+        return _FRONTENDS[name]
+    except KeyError:
         raise ValueError(
-            f"unknown key(s) {unknown} for {config_class.__name__}; valid keys: {sorted(fields)}"
-        )
-    kwargs: dict[str, Any] = {}
-    defaults = config_class()  # type: ignore[call-arg]
-    for key, value in values.items():
-        current = getattr(defaults, key)
-        if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
-            value = config_from_dict(type(current), value)
-        elif isinstance(current, tuple) and isinstance(value, list):
-            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        kwargs[key] = value
-    return config_class(**kwargs)
+            f"unknown front-end type {name!r}; registered: {sorted(_FRONTENDS)}"
+        ) from None
 
 
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """Plain-JSON form of a config dataclass (inverse of :func:`config_from_dict`)."""
-    return dataclasses.asdict(config)
-
-
-def create_model(name: str, config: Any = None, **overrides: Any) -> SpeakerEncoder:
-    """Build an untrained model of architecture ``name`` on the CPU.
-
-    Args:
-        name: a registered architecture (see :func:`list_models`).
-        config: an instance of the architecture's config dataclass, a dict of its fields, or None
-            for the defaults.
-        **overrides: individual config fields to replace.
-
-    Raises:
-        KeyError: unknown architecture.
-        ValueError: unknown config key.
-    """
-    cls = get_model_class(name)
-    if config is None:
-        values: dict[str, Any] = {}
-    elif isinstance(config, Mapping):
-        values = dict(config)
-    else:
-        values = config_to_dict(config)
-    values.update(overrides)
-    return cls(config_from_dict(cls.config_class, values))
+def frontend_kind_of_config(config_class: type) -> str | None:
+    """The registered front-end whose ``config_class`` is ``config_class``, or None."""
+    for name, cls in _FRONTENDS.items():
+        if cls.config_class is config_class:
+            return name
+    return None

@@ -209,3 +209,10 @@ def test_silero_import_keeps_torch_threads(monkeypatch: pytest.MonkeyPatch) -> N
     finally:
         vad._silero.cache_clear()
         torch.set_num_threads(before)
+
+
+def test_off_keeps_everything() -> None:
+    wav = np.zeros(1600, np.float32)
+    assert speech_segments(wav, 16000, "off") == [(0, 1600)]
+    assert trim_silence(wav, 16000, "off").shape == (1600,)
+    assert speech_segments(np.zeros(0, np.float32), 16000, "off") == []

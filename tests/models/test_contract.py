@@ -1,4 +1,9 @@
-"""The encoder contract, checked for every registered architecture (default configs, eval mode)."""
+"""The encoder contract, checked for every registered architecture (default configs, eval mode).
+
+Every model takes a waveform batch ``(B, T)`` with sample ``lengths`` (its front-end inside) and
+returns ``(B, D)`` unit vectors; padding never changes an embedding; bad input is refused with a
+clear error, checked once in the base class.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from voxvec.audio.features import log_mel
-from voxvec.models.base import SpeakerEncoder
-from voxvec.registry import create_model, list_models
+from voxvec.models import SpeakerEncoder, create_model, list_models
 
 DURATIONS_S = (0.4, 0.25, 0.55)
 
@@ -19,26 +22,13 @@ def model(request: pytest.FixtureRequest) -> SpeakerEncoder:
     return create_model(request.param).eval()
 
 
-def make_batch(model: SpeakerEncoder, n_samples: list[int], seed: int) -> tuple[Tensor, Tensor]:
-    """Random speech-level noise as the model's input kind: ``(x, lengths)``, right-padded.
-
-    Padding holds large random values (not zeros), so any leak of padding shows.
-    """
+def make_batch(n_samples: list[int], seed: int) -> tuple[Tensor, Tensor]:
+    """Random speech-level noise, right-padded with large random values (so any leak shows)."""
     gen = torch.Generator().manual_seed(seed)
-    wav = torch.zeros(len(n_samples), max(n_samples))
+    wav = 5.0 * torch.randn(len(n_samples), max(n_samples), generator=gen)
     for i, n in enumerate(n_samples):
         wav[i, :n] = 0.1 * torch.randn(n, generator=gen)
-    lengths = torch.tensor(n_samples)
-    if model.input_kind == "logmel":
-        mel = model.mel_config
-        assert mel is not None
-        x, lengths = log_mel(wav, mel, lengths)
-    else:
-        x = wav
-    pad = torch.arange(x.shape[1])[None] >= lengths[:, None]  # (B, T)
-    junk = 5.0 * torch.randn(x.shape, generator=gen)
-    pad = pad.reshape(pad.shape + (1,) * (x.dim() - 2))
-    return torch.where(pad, junk, x), lengths
+    return wav, torch.tensor(n_samples)
 
 
 def samples(model: SpeakerEncoder, seconds: float) -> int:
@@ -46,15 +36,15 @@ def samples(model: SpeakerEncoder, seconds: float) -> int:
 
 
 def test_declares_its_interface(model: SpeakerEncoder) -> None:
-    assert model.input_kind in ("waveform", "logmel")
-    assert model.sample_rate > 0 and model.embed_dim > 0 and model.min_samples >= 1
-    if model.input_kind == "logmel":
-        assert model.mel_config is not None
-        assert model.mel_config.sample_rate == model.sample_rate
+    assert model.sample_rate == model.frontend.sample_rate > 0
+    assert model.embed_dim > 0 and model.min_samples >= model.frontend.min_samples >= 1
+    assert model.frontend.kind in ("logmel", "waveform")
+    # The front-end holds no weights: state dicts are those of the architecture alone.
+    assert not any(key.startswith("frontend.") for key in model.state_dict())
 
 
 def test_outputs_unit_vectors(model: SpeakerEncoder) -> None:
-    x, lengths = make_batch(model, [samples(model, d) for d in DURATIONS_S], seed=1)
+    x, lengths = make_batch([samples(model, d) for d in DURATIONS_S], seed=1)
     with torch.no_grad():
         emb = model(x, lengths)
     assert emb.shape == (len(DURATIONS_S), model.embed_dim)
@@ -65,7 +55,7 @@ def test_outputs_unit_vectors(model: SpeakerEncoder) -> None:
 
 def test_padding_does_not_change_embeddings(model: SpeakerEncoder) -> None:
     n_samples = [samples(model, d) for d in DURATIONS_S]
-    x, lengths = make_batch(model, n_samples, seed=2)
+    x, lengths = make_batch(n_samples, seed=2)
     with torch.no_grad():
         batched = model(x, lengths)
         for i in range(len(n_samples)):
@@ -73,30 +63,63 @@ def test_padding_does_not_change_embeddings(model: SpeakerEncoder) -> None:
             torch.testing.assert_close(batched[i : i + 1], alone, atol=1e-4, rtol=0)
 
 
+def test_front_end_stays_float32_under_autocast(model: SpeakerEncoder) -> None:
+    x, lengths = make_batch([samples(model, 0.3)], seed=7)
+    features, _ = model.frontend(x, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast_features, _ = model.frontend(x, lengths)
+    assert autocast_features.dtype == torch.float32
+    torch.testing.assert_close(autocast_features, features, atol=0, rtol=0)
+
+
 def test_lengths_none_means_full_length(model: SpeakerEncoder) -> None:
     n = samples(model, 0.3)
-    x, lengths = make_batch(model, [n, n], seed=3)
+    x, lengths = make_batch([n, n], seed=3)
     with torch.no_grad():
         torch.testing.assert_close(model(x), model(x, lengths))
 
 
 def test_deterministic_in_eval_mode(model: SpeakerEncoder) -> None:
-    x, lengths = make_batch(model, [samples(model, d) for d in DURATIONS_S[:2]], seed=4)
+    x, lengths = make_batch([samples(model, d) for d in DURATIONS_S[:2]], seed=4)
     with torch.no_grad():
         torch.testing.assert_close(model(x, lengths), model(x, lengths), atol=0, rtol=0)
 
 
 def test_different_inputs_give_different_embeddings(model: SpeakerEncoder) -> None:
     n = samples(model, 0.3)
-    x, _ = make_batch(model, [n, n], seed=5)
+    x, _ = make_batch([n, n], seed=5)
     with torch.no_grad():
         emb = model(x)
     assert not torch.allclose(emb[0], emb[1], atol=1e-3)
 
 
-def test_rejects_wrong_input_rank(model: SpeakerEncoder) -> None:
-    x, _ = make_batch(model, [samples(model, 0.3)], seed=6)
-    with pytest.raises(ValueError, match="shape"):
-        model(x[0])
-    with pytest.raises(ValueError, match="shape"):
-        model(x[None])
+def test_rejects_wrong_input_rank_and_dtype(model: SpeakerEncoder) -> None:
+    x, _ = make_batch([samples(model, 0.3)], seed=6)
+    for bad in (x[0], x[None], (x * 1000).long()):
+        with pytest.raises(ValueError, match=r"waveform batch \(B, T\)"):
+            model(bad)
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        pytest.param(lambda n, m: torch.tensor([0, n]), id="zero"),
+        pytest.param(lambda n, m: torch.tensor([m - 1, n]), id="below-minimum"),
+        pytest.param(lambda n, m: torch.tensor([n + 1, n]), id="past-the-end"),
+        pytest.param(lambda n, m: torch.tensor([-5, n]), id="negative"),
+        pytest.param(lambda n, m: torch.tensor([n, n], dtype=torch.float32), id="float"),
+        pytest.param(lambda n, m: torch.tensor([n]), id="wrong-shape"),
+        pytest.param(lambda n, m: torch.tensor([[n, n]]), id="2-d"),
+    ],
+)
+def test_bad_lengths_raise(model: SpeakerEncoder, lengths) -> None:  # type: ignore[no-untyped-def]
+    n = samples(model, 0.3)
+    x, _ = make_batch([n, n], seed=8)
+    with pytest.raises(ValueError, match="lengths must"):
+        model(x, lengths(n, model.min_samples))
+
+
+def test_too_short_input_raises(model: SpeakerEncoder) -> None:
+    x = torch.zeros(1, model.min_samples - 1)
+    with pytest.raises(ValueError, match=f"lengths must lie in \\[{model.min_samples}, "):
+        model(x)

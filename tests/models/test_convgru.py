@@ -6,13 +6,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from voxvec.models import create_model
 from voxvec.models.convgru import (
     DEFAULT_CONV_LAYERS,
     ConvGRUConfig,
     ConvGRUEncoder,
     MaskedGroupNorm,
 )
-from voxvec.registry import create_model, get_model_class
+from voxvec.registry import get_model_class
 
 
 class OriginalConvGRU(nn.Module):
@@ -84,7 +85,7 @@ def model(original: OriginalConvGRU) -> ConvGRUEncoder:
 def test_registered_with_the_original_shape() -> None:
     assert get_model_class("convgru") is ConvGRUEncoder
     model = ConvGRUEncoder(ConvGRUConfig())
-    assert model.input_kind == "waveform" and model.sample_rate == 16000
+    assert model.frontend.kind == "waveform" and model.sample_rate == 16000
     assert model.embed_dim == 256 and model.min_samples == 400
     assert sum(p.numel() for p in model.parameters()) == 31_753_472
     convs = [m for m in model.conv_encoder.modules() if isinstance(m, nn.Conv1d)]

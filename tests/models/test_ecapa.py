@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from voxvec.audio.features import LOGMEL_16K, log_mel
+from voxvec.models import create_model
 from voxvec.models.ecapa import ECAPA, ECAPAConfig
-from voxvec.registry import create_model
 
 
 def _small() -> ECAPA:
@@ -20,7 +20,7 @@ def _small() -> ECAPA:
 def test_default_size_and_contract_attributes() -> None:
     model = create_model("ecapa")
     assert sum(p.numel() for p in model.parameters()) == 2_148_320
-    assert model.input_kind == "logmel" and model.mel_config == LOGMEL_16K
+    assert model.frontend.kind == "logmel" and model.config.frontend == LOGMEL_16K
     assert model.sample_rate == 16000 and model.embed_dim == 256
 
 
@@ -33,9 +33,9 @@ def test_garbage_past_lengths_does_not_change_embeddings() -> None:
     noisy = feats.clone()
     noisy[1, int(n_frames[1]) :] = 50.0 * torch.randn_like(noisy[1, int(n_frames[1]) :])
     with torch.inference_mode():
-        clean = model(feats, n_frames)
-        dirty = model(noisy, n_frames)
-        alone = model(*log_mel(wav[1, :7000], LOGMEL_16K))
+        clean = model.encode(feats, n_frames)
+        dirty = model.encode(noisy, n_frames)
+        alone = model.encode(*log_mel(wav[1, :7000], LOGMEL_16K))
     torch.testing.assert_close(clean, dirty, atol=1e-5, rtol=0)
     torch.testing.assert_close(clean[1], alone[0], atol=1e-5, rtol=0)
 
@@ -63,18 +63,18 @@ def test_spec_augment_only_in_training_mode() -> None:
     assert bool(zero_bands.any()) and bool(zero_frames.any())
     model.eval()
     with torch.inference_mode():
-        torch.testing.assert_close(model(feats, n_frames), model(feats, n_frames))
+        torch.testing.assert_close(model.encode(feats, n_frames), model.encode(feats, n_frames))
     model.train()
     torch.manual_seed(3)
-    a = model(feats, n_frames)
+    a = model.encode(feats, n_frames)
     torch.manual_seed(4)
-    b = model(feats, n_frames)
+    b = model.encode(feats, n_frames)
     assert not torch.allclose(a, b)
 
 
 def test_rejects_wrong_band_count_and_bad_config() -> None:
     model = _small().eval()
     with pytest.raises(ValueError, match=r"\(B, n_frames, 80\)"):
-        model(torch.zeros(1, 50, 40))
+        model.encode(torch.zeros(1, 50, 40))
     with pytest.raises(ValueError, match="divisible"):
         ECAPAConfig(channels=100, res2_scale=8)

@@ -7,8 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from voxvec.audio.features import TACOTRON_22K
+from voxvec.models import create_model
 from voxvec.models.gru import MIN_LOG_VALUE, GRUConfig, GRUEncoder
-from voxvec.registry import create_model, get_model_class
+from voxvec.registry import get_model_class
 
 
 class OriginalGRU(nn.Module):
@@ -53,7 +54,7 @@ def model(original: OriginalGRU) -> GRUEncoder:
 def test_registered_with_the_original_shape() -> None:
     assert get_model_class("gru") is GRUEncoder
     config = GRUConfig()
-    assert config.mel == TACOTRON_22K
+    assert config.frontend == TACOTRON_22K
     assert (config.hidden_size, config.n_layers, config.dropout, config.embed_dim) == (
         768,
         3,
@@ -61,7 +62,7 @@ def test_registered_with_the_original_shape() -> None:
         256,
     )
     model = GRUEncoder(config)
-    assert model.input_kind == "logmel" and model.sample_rate == 22050
+    assert model.frontend.kind == "logmel" and model.sample_rate == 22050
     assert sum(p.numel() for p in model.parameters()) == 9_242_368
 
 
@@ -72,7 +73,7 @@ def test_parameter_names_are_the_originals(original: OriginalGRU, model: GRUEnco
 def test_matches_the_original_on_unpadded_input(original: OriginalGRU, model: GRUEncoder) -> None:
     x = log_mels(3, 57, seed=0)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), original(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.encode(x), original(x), atol=1e-5, rtol=0)
 
 
 def test_normalize_false_takes_prescaled_input(model: GRUEncoder) -> None:
@@ -81,8 +82,8 @@ def test_normalize_false_takes_prescaled_input(model: GRUEncoder) -> None:
     x = log_mels(2, 40, seed=1)
     half = -MIN_LOG_VALUE / 2
     with torch.no_grad():
-        torch.testing.assert_close(raw((x + half) / half), model(x))
-        assert not torch.allclose(raw(x), model(x), atol=1e-3)
+        torch.testing.assert_close(raw.encode((x + half) / half), model.encode(x))
+        assert not torch.allclose(raw.encode(x), model.encode(x), atol=1e-3)
 
 
 def test_uses_each_items_last_valid_frame(original: OriginalGRU, model: GRUEncoder) -> None:
@@ -91,14 +92,14 @@ def test_uses_each_items_last_valid_frame(original: OriginalGRU, model: GRUEncod
     padded = x.clone()
     padded[1, 23:] = 100.0  # garbage after the end of item 1
     with torch.no_grad():
-        emb = model(padded, lengths)
+        emb = model.encode(padded, lengths)
         torch.testing.assert_close(emb[1:], original(x[1:, :23]), atol=1e-5, rtol=0)
         torch.testing.assert_close(emb[:1], original(x[:1]), atol=1e-5, rtol=0)
 
 
 def test_wrong_number_of_mels_is_an_error(model: GRUEncoder) -> None:
     with pytest.raises(ValueError, match=r"\(B, n_frames, 80\)"):
-        model(torch.zeros(1, 10, 40))
+        model.encode(torch.zeros(1, 10, 40))
 
 
 @pytest.mark.parametrize(
@@ -112,7 +113,7 @@ def test_wrong_number_of_mels_is_an_error(model: GRUEncoder) -> None:
 )
 def test_bad_lengths_are_errors(model: GRUEncoder, lengths: Tensor, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        model(torch.zeros(2, 10, 80), lengths)
+        model.encode(torch.zeros(2, 10, 80), lengths)
 
 
 def test_dropout_only_in_training() -> None:
@@ -120,7 +121,7 @@ def test_dropout_only_in_training() -> None:
     model = create_model("gru")
     x = log_mels(2, 30, seed=3)
     model.train()
-    assert not torch.allclose(model(x), model(x))
+    assert not torch.allclose(model.encode(x), model.encode(x))
     model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(model(x), model(x), atol=0, rtol=0)
+        torch.testing.assert_close(model.encode(x), model.encode(x), atol=0, rtol=0)

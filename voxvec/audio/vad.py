@@ -13,6 +13,7 @@ Two detectors, chosen by ``method``:
   capped at 15 dB below the loud-frame level so that a recording with no pause keeps its
   quieter speech. Digital silence and noise below -55 dBFS are never speech.
 - ``"auto"`` (default): ``"silero"`` when the package is installed, else ``"energy"``.
+- ``"off"``: no detection: the whole waveform is speech.
 
 Both keep speech segments of at least 100 ms, bridge pauses shorter than 300 ms and keep 100 ms
 of context on each side of every segment. Segments are ``(start, end)`` sample indices, end
@@ -36,7 +37,8 @@ from voxvec.audio.io import _check_rate, check_waveform, resample
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("auto", "silero", "energy")
+METHODS = ("off", "auto", "silero", "energy")
+"""What ``method`` (and the Embedder's ``vad``, the CLI's ``--vad``) accepts."""
 
 _MIN_SPEECH_MS = 100.0
 _MIN_SILENCE_MS = 300.0
@@ -72,11 +74,12 @@ def speech_segments(
     Args:
         wav: mono waveform ``(T,)`` in [-1, 1] (float; a CPU tensor also works).
         sample_rate: its sample rate in Hz.
-        method: ``"auto"``, ``"silero"`` or ``"energy"`` (see the module docstring).
+        method: one of :data:`METHODS` (see the module docstring).
 
     Returns:
         Sorted, non-overlapping ``(start, end)`` sample indices (end exclusive) of speech,
-        padded by 100 ms of context; empty when there is no speech (or ``wav`` is empty).
+        padded by 100 ms of context; empty when there is no speech (or ``wav`` is empty);
+        ``[(0, T)]`` with ``method="off"``.
 
     Raises:
         ValueError: unknown ``method``, bad ``sample_rate`` or ``wav`` not 1-D.
@@ -91,6 +94,8 @@ def speech_segments(
     if wav.size == 0:
         return []
     wav = check_waveform(wav, "waveform")
+    if resolved == "off":
+        return [(0, int(wav.size))]
     logger.debug("VAD %s on %d samples at %d Hz", resolved, wav.size, sample_rate)
     if resolved == "silero":
         return _silero_segments(wav, sample_rate)
@@ -103,7 +108,7 @@ def trim_silence(wav: np.ndarray, sample_rate: int, method: str = "auto") -> np.
     Args:
         wav: mono waveform ``(T,)`` in [-1, 1].
         sample_rate: its sample rate in Hz.
-        method: ``"auto"``, ``"silero"`` or ``"energy"``.
+        method: one of :data:`METHODS`.
 
     Returns:
         float32 ``(T',)`` with ``T' <= T``; empty when no speech was found (callers decide

@@ -1,14 +1,16 @@
 """The encoder contract every voxvec model follows.
 
-A :class:`SpeakerEncoder` maps a batch of inputs to L2-normalised embeddings ``(B, embed_dim)``:
+A :class:`SpeakerEncoder` maps a batch of waveforms to L2-normalised embeddings:
 
-- ``input_kind == "waveform"``: ``x`` is ``(B, T)`` float32 mono in [-1, 1] at ``sample_rate``,
-  ``lengths`` counts samples.
-- ``input_kind == "logmel"``: ``x`` is ``(B, n_frames, n_mels)`` computed with ``mel_config``
-  (see :func:`voxvec.audio.features.log_mel`), ``lengths`` counts frames.
-
-``lengths`` is a ``(B,)`` LongTensor for right-padded batches; None means every item is full
-length. Padding never changes an embedding: a padded batch gives what each item gives alone.
+- ``model(wav, lengths)``: ``wav`` is ``(B, T)`` float32 mono in [-1, 1] at :attr:`sample_rate`;
+  ``lengths`` is a ``(B,)`` integer tensor of valid samples per item of a right-padded batch
+  (None: every item is ``T`` long). Returns ``(B, embed_dim)`` unit vectors.
+- Padding never changes an embedding: a padded batch gives what each item gives alone.
+- The model owns its front-end (``self.frontend``, named by the config's ``frontend`` field, see
+  :mod:`voxvec.models.frontends`), computed in float32 even under autocast; the architecture
+  itself implements :meth:`SpeakerEncoder.encode` on the front-end's features.
+- The input is checked once, here, for every model: a wrong shape or dtype, or lengths that are
+  not integers in ``[min_samples, T]``, raise a :class:`ValueError` saying what is valid.
 
 Models are built on the CPU from their frozen config dataclass (``config_class``), with no
 randomness beyond PyTorch's default parameter initialisation and no device logic; the caller
@@ -17,26 +19,28 @@ moves them. They know nothing about files, training or N x M batches.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from voxvec.audio.features import MelConfig, frame_lengths
-
-InputKind = Literal["waveform", "logmel"]
+from voxvec.models.frontends import Frontend, create_frontend
 
 
 class SpeakerEncoder(nn.Module):
     """Base class of all registered models (see the module docstring for the contract).
 
-    Subclasses set ``config_class`` and, in ``__init__``, call ``super().__init__(config)`` and
-    define :meth:`forward`. ``arch`` is set by :func:`voxvec.registry.register_model`.
+    Subclasses set ``config_class`` (a frozen dataclass with a ``frontend`` field and an
+    ``embed_dim`` field), call ``super().__init__(config)`` and define :meth:`encode`. ``arch``
+    is set by :func:`voxvec.registry.register_model`.
+
+    Attributes:
+        config: the model's config.
+        frontend: the front-end module built from ``config.frontend``.
     """
 
-    config_class: ClassVar[type]
+    config_class: ClassVar[type[Any]]
     arch: ClassVar[str] = ""
-    input_kind: ClassVar[InputKind]
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -46,19 +50,12 @@ class SpeakerEncoder(nn.Module):
                 f"got {type(config)!r}"
             )
         self.config: Any = config
+        self.frontend: Frontend = create_frontend(self.config.frontend)
 
     @property
     def sample_rate(self) -> int:
-        """Sample rate in Hz of the waveform the model (or its front-end) expects."""
-        mel = self.mel_config
-        if mel is not None:
-            return mel.sample_rate
-        return int(self.config.sample_rate)
-
-    @property
-    def mel_config(self) -> MelConfig | None:
-        """The log-mel definition for ``input_kind == "logmel"`` models, else None."""
-        return getattr(self.config, "mel", None)
+        """Sample rate in Hz of the waveforms the model takes."""
+        return self.frontend.sample_rate
 
     @property
     def embed_dim(self) -> int:
@@ -67,17 +64,59 @@ class SpeakerEncoder(nn.Module):
 
     @property
     def min_samples(self) -> int:
-        """Fewest waveform samples (at ``sample_rate``) the model can embed."""
-        mel = self.mel_config
-        return mel.min_samples if mel is not None else 1
+        """Fewest waveform samples (at :attr:`sample_rate`) the model can embed."""
+        return self.frontend.min_samples
 
-    def input_lengths(self, n_samples: Tensor) -> Tensor:
-        """Lengths in the model's input units (samples or frames) for waveforms of ``n_samples``."""
-        mel = self.mel_config
-        return frame_lengths(n_samples, mel) if mel is not None else n_samples
+    def check_input(self, wav: Tensor, lengths: Tensor | None) -> Tensor:
+        """Validate a waveform batch and return its lengths as a ``(B,)`` LongTensor.
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:  # pragma: no cover
-        """Embed a batch: ``x`` as in the module docstring -> ``(B, embed_dim)`` unit vectors."""
+        Raises:
+            ValueError: ``wav`` is not a ``(B, T)`` floating tensor, or ``lengths`` is not a
+                ``(B,)`` integer tensor with values in ``[min_samples, T]``.
+        """
+        if wav.dim() != 2 or not wav.dtype.is_floating_point:
+            raise ValueError(
+                f"{type(self).__name__} expects a float waveform batch (B, T) at "
+                f"{self.sample_rate} Hz, got shape {tuple(wav.shape)} dtype {wav.dtype}"
+            )
+        batch, total = wav.shape
+        if lengths is None:
+            lengths = torch.full((batch,), total, dtype=torch.long, device=wav.device)
+        elif lengths.shape != (batch,) or lengths.dtype.is_floating_point or lengths.is_complex():
+            raise ValueError(
+                f"lengths must be a ({batch},) integer tensor of samples for a batch of {batch}, "
+                f"got shape {tuple(lengths.shape)} dtype {lengths.dtype}"
+            )
+        lengths = lengths.to(device=wav.device, dtype=torch.long)
+        if batch:
+            low, high = int(lengths.min()), int(lengths.max())
+            if low < self.min_samples or high > total:
+                raise ValueError(
+                    f"lengths must lie in [{self.min_samples}, {total}] samples (the model's "
+                    f"minimum input at {self.sample_rate} Hz, the padded length), "
+                    f"got values in [{low}, {high}]"
+                )
+        return lengths
+
+    def forward(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Embed a waveform batch.
+
+        Args:
+            wav: ``(B, T)`` float waveforms at :attr:`sample_rate`, in [-1, 1].
+            lengths: ``(B,)`` valid samples per item of a right-padded batch; None: all valid.
+
+        Returns:
+            ``(B, embed_dim)`` L2-normalised embeddings.
+
+        Raises:
+            ValueError: see :meth:`check_input`.
+        """
+        lengths = self.check_input(wav, lengths)
+        features, n_steps = self.frontend(wav, lengths)
+        return self.encode(features, n_steps)
+
+    def encode(self, features: Tensor, lengths: Tensor) -> Tensor:  # pragma: no cover
+        """Embed front-end features (``(B, S, ...)`` with ``(B,)`` valid steps) -> ``(B, D)``."""
         raise NotImplementedError
 
 

@@ -19,13 +19,14 @@ Parameter names match the original release (the ``model_state_dict`` of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxvec.models.base import SpeakerEncoder, length_mask
+from voxvec.models.frontends import WaveformConfig
 from voxvec.models.layers import resolve_lengths
 from voxvec.registry import register_model
 
@@ -40,7 +41,7 @@ class ConvGRUConfig:
     """Hyper-parameters of :class:`ConvGRUEncoder`.
 
     Attributes:
-        sample_rate: input sample rate in Hz.
+        frontend: the waveform front-end (its sample rate is the model's).
         conv_layers: ``(channels, kernel, stride)`` of each convolution, first to last.
         conv_dropout: dropout after each convolution (training only).
         hidden_size: GRU hidden units per layer and direction.
@@ -49,7 +50,7 @@ class ConvGRUConfig:
         embed_dim: output embedding size D.
     """
 
-    sample_rate: int = 16000
+    frontend: WaveformConfig = field(default_factory=WaveformConfig)
     conv_layers: ConvSpec = DEFAULT_CONV_LAYERS
     conv_dropout: float = 0.0
     hidden_size: int = 768
@@ -148,7 +149,6 @@ class ConvGRUEncoder(SpeakerEncoder):
 
     config_class = ConvGRUConfig
     config: ConvGRUConfig
-    input_kind = "waveform"
 
     def __init__(self, config: ConvGRUConfig) -> None:
         super().__init__(config)
@@ -180,11 +180,11 @@ class ConvGRUEncoder(SpeakerEncoder):
         """GRU frames for waveforms of ``n_samples`` (``floor((n - 400) / 320) + 1`` by default)."""
         return self.conv_encoder.output_lengths(n_samples)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Embed waveforms.
+    def encode(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Embed waveforms (the ``"waveform"`` front-end's features are the samples).
 
         Args:
-            x: ``(B, T)`` float waveforms at ``config.sample_rate``, in [-1, 1].
+            features: ``(B, T)`` float waveforms at :attr:`sample_rate`, in [-1, 1].
             lengths: ``(B,)`` valid samples per item of a right-padded batch; None: all valid.
 
         Returns:
@@ -194,6 +194,7 @@ class ConvGRUEncoder(SpeakerEncoder):
             ValueError: ``x`` is not ``(B, T)``, or a length is outside
                 ``[min_samples, T]``.
         """
+        x = features
         if x.dim() != 2:
             raise ValueError(f"ConvGRUEncoder expects waveforms (B, T), got shape {tuple(x.shape)}")
         batch, n_samples = x.shape

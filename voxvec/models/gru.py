@@ -32,7 +32,8 @@ class GRUConfig:
     """Hyper-parameters of :class:`GRUEncoder`.
 
     Attributes:
-        mel: the log-mel front-end the model expects (``mel.n_mels`` input bands).
+        frontend: the log-mel front-end (``frontend.n_mels`` input bands), computed inside the
+            model.
         hidden_size: GRU hidden units per layer.
         n_layers: stacked GRU layers.
         dropout: dropout between GRU layers (training only).
@@ -41,7 +42,7 @@ class GRUConfig:
             roughly to [-1, 1], before the GRU; False for inputs already scaled that way.
     """
 
-    mel: MelConfig = TACOTRON_22K
+    frontend: MelConfig = TACOTRON_22K
     hidden_size: int = 768
     n_layers: int = 3
     dropout: float = 0.3
@@ -51,19 +52,19 @@ class GRUConfig:
 
 @register_model("gru")
 class GRUEncoder(SpeakerEncoder):
-    """GRU speaker encoder: log-mels ``(B, n_frames, n_mels)`` -> ``(B, embed_dim)``.
+    """GRU speaker encoder: 22.05 kHz waveforms -> Tacotron log-mels -> ``(B, embed_dim)``.
 
-    ``lengths`` counts valid input frames per item. With the default config: 9.24 M parameters.
+    :meth:`encode` takes the log-mels directly (the original ``gru_embedder``'s input). With the
+    default config: 9.24 M parameters.
     """
 
     config_class = GRUConfig
     config: GRUConfig
-    input_kind = "logmel"
 
     def __init__(self, config: GRUConfig) -> None:
         super().__init__(config)
         self.rnn_stack = nn.GRU(
-            config.mel.n_mels,
+            config.frontend.n_mels,
             config.hidden_size,
             num_layers=config.n_layers,
             batch_first=True,
@@ -76,11 +77,11 @@ class GRUEncoder(SpeakerEncoder):
                 nn.init.xavier_normal_(param)
         self.projection = nn.Linear(config.hidden_size, config.embed_dim)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def encode(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Embed log-mels.
 
         Args:
-            x: ``(B, n_frames, n_mels)`` natural-log mels computed with ``config.mel`` (scaled by
+            features: ``(B, n_frames, n_mels)`` natural-log mels of ``config.frontend`` (scaled by
                 the model when ``config.normalize``).
             lengths: ``(B,)`` valid frames per item of a right-padded batch; None: all valid.
 
@@ -91,7 +92,8 @@ class GRUEncoder(SpeakerEncoder):
             ValueError: ``x`` is not ``(B, n_frames, n_mels)`` with ``n_mels`` of the config, or
                 a length is outside ``[1, n_frames]``.
         """
-        n_mels = self.config.mel.n_mels
+        x = features
+        n_mels = self.config.frontend.n_mels
         if x.dim() != 3 or x.shape[-1] != n_mels:
             raise ValueError(
                 f"GRUEncoder expects log-mels (B, n_frames, {n_mels}), got shape {tuple(x.shape)}"

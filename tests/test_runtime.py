@@ -1,0 +1,86 @@
+"""voxvec.runtime: device and precision vocabulary, and the one batched primitive."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from voxvec.models import SpeakerEncoder, create_model
+from voxvec.runtime import (
+    PRECISIONS,
+    embed_waveforms,
+    native_bfloat16,
+    resolve_device,
+    resolve_precision,
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> SpeakerEncoder:
+    torch.manual_seed(0)
+    return create_model("ecapa", channels=32, se_channels=8, mfa_channels=48).eval()
+
+
+def _waves(lengths: list[int], seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
+
+
+def test_device_vocabulary() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device(None).type == resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="'auto', 'cpu'"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:1")
+
+
+def test_precision_vocabulary() -> None:
+    cpu = torch.device("cpu")
+    assert PRECISIONS == ("auto", "float32", "bfloat16")
+    assert resolve_precision("float32", cpu) == "float32"
+    assert resolve_precision("bfloat16", cpu) == "bfloat16"
+    assert resolve_precision("auto", cpu) == ("bfloat16" if native_bfloat16(cpu) else "float32")
+    assert not native_bfloat16(torch.device("meta"))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", cpu)
+
+
+def test_embed_waveforms_keeps_input_order_and_equals_one_by_one(model: SpeakerEncoder) -> None:
+    waves = _waves([9000, 2000, 16000, 5000, 700], seed=1)
+    together = embed_waveforms(model, waves, batch_size=2)
+    assert together.shape == (5, model.embed_dim) and together.dtype == torch.float32
+    for i, wave in enumerate(waves):
+        alone = embed_waveforms(model, [torch.from_numpy(wave)], batch_size=1)
+        torch.testing.assert_close(together[i], alone[0], atol=1e-4, rtol=0)
+
+
+def test_embed_waveforms_sorts_batches_by_length(model: SpeakerEncoder) -> None:
+    shapes: list[tuple[int, ...]] = []
+    hook = model.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    try:
+        embed_waveforms(model, _waves([1000, 8000, 3000, 7000], seed=2), batch_size=2)
+    finally:
+        hook.remove()
+    assert shapes == [(2, 8000), (2, 3000)]  # the two longest together, then the two shortest
+
+
+def test_embed_waveforms_bfloat16_is_close(model: SpeakerEncoder) -> None:
+    waves = _waves([12000, 6000], seed=3)
+    full = embed_waveforms(model, waves, precision="float32")
+    half = embed_waveforms(model, waves, precision="bfloat16")
+    assert half.dtype == torch.float32
+    assert float((full * half).sum(1).min()) > 0.99
+
+
+def test_embed_waveforms_errors(model: SpeakerEncoder) -> None:
+    assert embed_waveforms(model, []).shape == (0, model.embed_dim)
+    with pytest.raises(ValueError, match="batch_size"):
+        embed_waveforms(model, _waves([1000], 0), batch_size=0)
+    with pytest.raises(ValueError, match="precision"):
+        embed_waveforms(model, _waves([1000], 0), precision="half")
+    with pytest.raises(ValueError, match=r"lengths must lie in \[512, "):
+        embed_waveforms(model, _waves([4000, 100], 0))

@@ -1,0 +1,131 @@
+"""The bundle format: round trips, the header, the card inside, version upgrades, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from voxvec.config import config_to_dict
+from voxvec.weights import load_bundle, load_model, read_bundle, save_bundle
+
+
+@pytest.mark.parametrize(
+    ("arch", "overrides"),
+    [
+        ("gru", {"hidden_size": 16, "n_layers": 2, "embed_dim": 8, "normalize": False}),
+        ("convgru", {"conv_layers": ((16, 10, 5), (16, 3, 2)), "hidden_size": 8, "embed_dim": 4}),
+    ],
+)
+def test_bundle_round_trip(
+    tmp_path: Path,
+    arch: str,
+    overrides: dict,
+    seeded: Callable[..., Any],
+    same_weights: Callable[..., Any],
+) -> None:
+    source = seeded(arch, 3, **overrides)
+    card = {"description": "test model", "thresholds": {"eer": 0.41}}
+    path = save_bundle(source, tmp_path / "model.safetensors", card)
+    model, loaded_card = load_bundle(path)
+    assert model.arch == arch and model.config == source.config and not model.training
+    assert loaded_card == card
+    assert same_weights(model, source)
+    # load_model detects a bundle by content, whatever its suffix.
+    renamed = path.rename(tmp_path / "model.pt")
+    assert load_model(renamed)[0].config == source.config
+
+
+def test_bundle_header(tmp_path: Path, seeded: Callable[..., Any]) -> None:
+    from safetensors import safe_open
+
+    path = save_bundle(seeded("gru", 0, hidden_size=4), tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+    assert header["format"] == "voxvec-bundle" and header["format_version"] == "2"
+    assert header["arch"] == "gru"
+    config = json.loads(header["config"])
+    assert config["hidden_size"] == 4 and config["frontend"]["type"] == "logmel"
+    assert json.loads(header["card"]) == {}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
+
+
+def test_bundle_errors(tmp_path: Path, seeded: Callable[..., Any]) -> None:
+    bare = tmp_path / "bare.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bare))
+    with pytest.raises(ValueError, match="without voxvec bundle metadata"):
+        load_bundle(bare)
+    newer = tmp_path / "newer.safetensors"
+    save_file(
+        {"w": torch.zeros(2)}, str(newer), {"format": "voxvec-bundle", "format_version": "99"}
+    )
+    with pytest.raises(ValueError, match="version 99"):
+        load_bundle(newer)
+    not_st = tmp_path / "x.safetensors"
+    not_st.write_bytes(b"hello")
+    with pytest.raises(ValueError, match="x.safetensors"):
+        load_bundle(not_st)
+    with pytest.raises(ValueError, match="JSON"):
+        save_bundle(seeded("gru", 0, hidden_size=4), tmp_path / "y.safetensors", {"f": object()})
+
+
+def _write_v1(model: Any, path: Path, card: dict[str, Any]) -> None:
+    """Write ``model`` as voxvec 0.1 wrote bundles: version 1, ``mel`` / ``sample_rate`` in the
+    config, the card under ``metadata``."""
+    config = config_to_dict(model.config)
+    if config["frontend"]["type"] == "logmel":
+        config["mel"] = {k: v for k, v in config.pop("frontend").items() if k != "type"}
+    else:
+        config["sample_rate"] = config.pop("frontend")["sample_rate"]
+    header = {
+        "format": "voxvec-bundle",
+        "format_version": "1",
+        "arch": model.arch,
+        "config": json.dumps(config),
+        "metadata": json.dumps(card),
+    }
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), header)
+
+
+def test_version_1_bundles_of_the_shipped_default_model_still_load(tmp_path: Path) -> None:
+    shipped, card = load_model()
+    old = tmp_path / "voxvec-default-v1.safetensors"
+    _write_v1(shipped, old, {"thresholds": card["thresholds"]})
+    header, _ = read_bundle(old)
+    assert header["format_version"] == 1 and header["card"] == {"thresholds": card["thresholds"]}
+    model, old_card = load_bundle(old)
+    assert model.config == shipped.config
+    assert old_card["thresholds"] == card["thresholds"]
+    wav = 0.1 * torch.randn(2, 24000, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(model(wav), shipped(wav), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("arch", "overrides"), [("convgru", {"conv_layers": ((8, 10, 5),), "hidden_size": 4})]
+)
+def test_version_1_waveform_model_upgrades(
+    tmp_path: Path, arch: str, overrides: dict, seeded: Callable[..., Any]
+) -> None:
+    source = seeded(arch, 1, **overrides)
+    _write_v1(source, tmp_path / "old.safetensors", {})
+    model, _ = load_bundle(tmp_path / "old.safetensors")
+    assert model.config == source.config and model.sample_rate == 16000
+
+
+def test_the_shipped_bundle_is_the_whole_model() -> None:
+    """Loading the bundled file by path gives the card and its thresholds, not only weights."""
+    from voxvec.weights import get_spec
+
+    path = get_spec("voxvec-default").local_path
+    header, _ = read_bundle(path)
+    assert header["format_version"] == 2
+    _, card = load_model(path)
+    assert card["name"] == "voxvec-default"
+    assert set(card["thresholds"]) == {"eer", "far1"}
+    assert 0 < card["thresholds"]["eer"] < card["thresholds"]["far1"] < 1

@@ -1,0 +1,132 @@
+"""Where and how a model runs: the device, the arithmetic precision, and the batched forward pass.
+
+:func:`embed_waveforms` is voxvec's one batched primitive: any number of waveforms of any lengths
+in, one embedding per waveform out, in length-sorted batches with padding, under the chosen
+precision, scattered back into input order. The :class:`~voxvec.inference.Embedder`, training
+validation, the benchmarks and the hub wrappers all embed through it.
+
+Vocabulary (the same in the API, the CLI and configs):
+
+- device: ``"auto"`` (or None) for CUDA when available, else the CPU; ``"cpu"``, ``"cuda"``,
+  ``"cuda:1"`` ...
+- precision (:data:`PRECISIONS`): ``"float32"``; ``"bfloat16"`` (autocast; features and sums over
+  time stay float32); ``"auto"``: bfloat16 where the device computes it natively
+  (:func:`native_bfloat16`), else float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from voxvec.audio.windows import pad_batch
+from voxvec.models.base import SpeakerEncoder
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""Inference precisions: what ``precision=`` and ``--precision`` accept."""
+
+AUTO = "auto"
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on.
+
+    Args:
+        device: None or ``"auto"``: CUDA when available, else the CPU; otherwise any
+            ``torch.device`` spelling (``"cpu"``, ``"cuda:1"`` ...).
+
+    Raises:
+        ValueError: a CUDA device is requested but CUDA is not available, or the name is not a
+            device.
+    """
+    if device is None or device == AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use 'cpu'")
+    return resolved
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (so autocast to it is faster, not slower).
+
+    CUDA: :func:`torch.cuda.is_bf16_supported` without emulation (Ampere and later). CPU: AMX or
+    AVX512-BF16 instructions (recent Intel Xeons, AMD Zen 4 and later). Elsewhere bfloat16 is
+    emulated and slower than float32.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    if device.type != "cpu":
+        return False
+    try:  # private helpers of torch.cpu (torch >= 2.3); absent means "do not know": no
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"float32"`` or ``"bfloat16"`` for a :data:`PRECISIONS` value on ``device``.
+
+    Raises:
+        ValueError: ``precision`` is not one of :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == AUTO:
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return precision
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without parameters)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def embed_waveforms(
+    model: SpeakerEncoder,
+    waves: Sequence[np.ndarray | Tensor],
+    *,
+    batch_size: int = 16,
+    precision: str = "float32",
+) -> Tensor:
+    """Embed waveforms of any lengths in length-sorted, padded batches.
+
+    Each waveform gets the embedding it gets alone (padding is masked by every model; under
+    bfloat16 rounding differs slightly with the batch shape). Runs on the model's device without
+    gradients; the caller puts the model in eval mode.
+
+    Args:
+        model: the encoder.
+        waves: ``S`` 1-D waveforms at ``model.sample_rate`` (numpy arrays or tensors), each at
+            least ``model.min_samples`` long.
+        batch_size: waveforms per forward pass (the bound on peak memory).
+        precision: one of :data:`PRECISIONS` (``"auto"`` resolved for the model's device).
+
+    Returns:
+        ``(S, D)`` float32 embeddings on the CPU, in the order of ``waves``.
+
+    Raises:
+        ValueError: ``batch_size < 1``, an unknown precision, or a waveform the model rejects
+            (not 1-D, or too short).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = model_device(model)
+    bfloat16 = resolve_precision(precision, device) == "bfloat16"
+    out = torch.empty(len(waves), model.embed_dim)
+    order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            wav, lengths = pad_batch([waves[i] for i in idx])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
+                emb = model(wav.to(device), lengths.to(device))
+            out[idx] = emb.float().cpu()
+    return out

@@ -1,0 +1,309 @@
+"""Named pretrained models: the spec table, downloads, and :func:`load_model`.
+
+:func:`load_model` accepts three things:
+
+- a name from :func:`list_pretrained` (e.g. ``"convgru-rf5"``): its weights come from a file
+  bundled in ``voxvec/assets/`` or are downloaded once into ``torch.hub.get_dir()/checkpoints``
+  (checked against the spec's sha256 when it has one);
+- a path to a voxvec bundle (:mod:`voxvec.weights.bundle`): weights, config and model card in one
+  ``.safetensors`` file;
+- a path to a file of a foreign format that a converter reads (:mod:`voxvec.weights.converters`:
+  the original "simple speaker embeddings" release files), detected by content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from voxvec.models import SpeakerEncoder, create_model
+from voxvec.weights.bundle import load_bundle
+from voxvec.weights.converters import get_converter
+from voxvec.weights.state import load_state_dict_strict
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "voxvec-default"
+"""The spec :func:`load_model` uses when given no name."""
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+_RF5_RELEASES = "https://github.com/RF5/simple-speaker-embedding/releases/download"
+_PATH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+
+
+@dataclass(frozen=True)
+class PretrainedSpec:
+    """One named pretrained model.
+
+    Attributes:
+        name: what :func:`load_model` is given.
+        arch: the registered architecture.
+        sample_rate: the model's input sample rate in Hz.
+        frontend: the kind of the model's front-end (``"logmel"``, ``"waveform"`` ...).
+        n_params: number of parameters.
+        description: one line: what it is, what it was trained on, its published results.
+        config: the architecture's config fields ({} = defaults) for converted files; bundles
+            carry their own.
+        url: where to download the weights file (exactly one of ``url`` and ``asset``).
+        asset: the weights file's name in ``voxvec/assets/``.
+        sha256: hex sha256 of the file, or a prefix of it (as torch.hub names files); None
+            when not pinned.
+        converter: the name of the converter that reads the file (see
+            :data:`voxvec.weights.converters.CONVERTERS`); None: the file is a voxvec bundle.
+    """
+
+    name: str
+    arch: str
+    sample_rate: int
+    frontend: str
+    n_params: int
+    description: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    url: str | None = None
+    asset: str | None = None
+    sha256: str | None = None
+    converter: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.asset is None):
+            raise ValueError(f"spec {self.name!r}: give exactly one of url and asset")
+
+    @property
+    def filename(self) -> str:
+        """The weights file's name."""
+        return self.asset if self.asset is not None else str(self.url).rsplit("/", 1)[-1]
+
+    @property
+    def local_path(self) -> Path:
+        """Where the weights file is read from: the bundled asset, or the torch hub cache."""
+        if self.asset is not None:
+            return ASSETS_DIR / self.asset
+        return Path(torch.hub.get_dir()) / "checkpoints" / self.filename
+
+    @property
+    def source(self) -> str:
+        """The download URL or the bundled asset's path."""
+        return self.url if self.url is not None else str(self.local_path)
+
+    def card(self) -> dict[str, Any]:
+        """What the spec says about the model, as model-card fields."""
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "sample_rate": self.sample_rate,
+            "frontend": self.frontend,
+            "n_params": self.n_params,
+            "description": self.description,
+            "source": self.source,
+        }
+
+
+_SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            PretrainedSpec(
+                name="gru-rf5",
+                arch="gru",
+                sample_rate=22050,
+                frontend="logmel",
+                n_params=9_242_368,
+                description=(
+                    "original GRU (RF5, Nov 2020) on 22.05 kHz Tacotron log-mels; VCC 2018, VCTK, "
+                    "LibriSpeech, CommonVoice English; EER 7.97% LibriSpeech test-clean"
+                ),
+                url=f"{_RF5_RELEASES}/0.1/gru-wrapped-f1f850.pth",
+                sha256="f1f850",
+                converter="rf5",
+            ),
+            PretrainedSpec(
+                name="convgru-rf5",
+                arch="convgru",
+                sample_rate=16000,
+                frontend="waveform",
+                n_params=31_753_472,
+                description=(
+                    "original ConvGRU (RF5, Dec 2021) on raw 16 kHz waveforms; VCTK, LibriSpeech, "
+                    "VoxCeleb 1 & 2; EER 2.95% LibriSpeech test-clean, 3.20% VoxCeleb1 test"
+                ),
+                url=f"{_RF5_RELEASES}/v1.0/convgru_ckpt_00700000_strip.pt",
+                converter="rf5",
+            ),
+            PretrainedSpec(
+                name="convgru-rf5-sc09",
+                arch="convgru",
+                sample_rate=16000,
+                frontend="waveform",
+                n_params=31_753_472,
+                description=(
+                    "original ConvGRU (RF5) trained on the Google Speech Commands digits (SC09)"
+                ),
+                url=f"{_RF5_RELEASES}/0.1/convgru_sc09_ckpt_00077500-strip.pt",
+                converter="rf5",
+            ),
+            PretrainedSpec(
+                name=DEFAULT_MODEL,
+                arch="ecapa",
+                sample_rate=16000,
+                frontend="logmel",
+                n_params=2_148_320,
+                description=(
+                    "voxvec's default: ECAPA-TDNN-lite on 16 kHz log-mels, trained by "
+                    "configs/voxvec-default.yaml on 460 speakers of 5 corpora in 6 languages; "
+                    "ships inside the package"
+                ),
+                asset="voxvec-default.safetensors",
+            ),
+        )
+    }
+)
+
+
+def list_pretrained() -> list[PretrainedSpec]:
+    """Every named pretrained model, in table order."""
+    return list(_SPECS.values())
+
+
+def get_spec(name: str) -> PretrainedSpec:
+    """The spec called ``name``.
+
+    Raises:
+        KeyError: unknown name; the message lists the valid ones.
+    """
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise KeyError(f"unknown pretrained model {name!r}; available: {sorted(_SPECS)}") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(spec: PretrainedSpec, progress: bool = True) -> Path:
+    """The spec's weights file: the bundled asset, or the download cached in the torch hub dir.
+
+    Raises:
+        FileNotFoundError: a bundled asset is missing.
+        OSError / RuntimeError: the download failed or its hash did not match.
+    """
+    path = spec.local_path
+    if spec.asset is not None:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"pretrained model {spec.name!r}: its bundled weights '{path}' are missing "
+                "(a source checkout without the asset, or a broken install: reinstall voxvec)"
+            )
+        return path
+    url = str(spec.url)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading %s to %s", url, path)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=spec.sha256, progress=progress)
+    except RuntimeError as e:  # hash mismatch: torch.hub has removed the file
+        raise RuntimeError(
+            f"pretrained model {spec.name!r}: download from {url} failed: {e}"
+        ) from e
+    except OSError as e:
+        raise OSError(
+            f"pretrained model {spec.name!r}: cannot download {url} ({e}); download it by hand "
+            f"and pass its path to load_model, or save it as '{path}'"
+        ) from e
+    if spec.sha256 is None:
+        logger.info("%s: sha256 %s (not pinned in the spec)", path.name, _sha256(path))
+    return path
+
+
+def _is_safetensors(path: Path) -> bool:
+    """True when ``path`` starts like a safetensors file (u64 header size, then a JSON object)."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    return (
+        len(head) == 9
+        and 0 < int.from_bytes(head[:8], "little") <= path.stat().st_size
+        and head[8:] == b"{"
+    )
+
+
+def _convert(
+    path: Path, converter: str, arch: str | None, config: Mapping[str, Any]
+) -> SpeakerEncoder:
+    """Read ``path`` with ``converter`` and fill a model of its architecture (``arch`` if given)."""
+    found, state_dict = get_converter(converter).read(path)
+    if arch is not None and found != arch:
+        raise ValueError(f"'{path}' holds a '{found}' model, expected '{arch}'")
+    model = create_model(found, dict(config))
+    load_state_dict_strict(model, state_dict, f"'{path}'")
+    return model.eval()
+
+
+def _load_spec(spec: PretrainedSpec, progress: bool) -> tuple[SpeakerEncoder, dict[str, Any]]:
+    path = fetch(spec, progress)
+    if spec.converter is not None:
+        return _convert(path, spec.converter, spec.arch, spec.config), spec.card()
+    model, card = load_bundle(path)
+    if model.arch != spec.arch:
+        raise ValueError(
+            f"pretrained model {spec.name!r}: '{path}' holds a '{model.arch}' model, "
+            f"expected '{spec.arch}'"
+        )
+    return model, {**spec.card(), **card}
+
+
+def load_model(
+    name_or_path: str | os.PathLike | None = None, *, progress: bool = True
+) -> tuple[SpeakerEncoder, dict[str, Any]]:
+    """Load a pretrained model by name, a voxvec bundle, or an original release file.
+
+    Args:
+        name_or_path: a name from :func:`list_pretrained`; a path to a bundle; a path to an
+            original RF5 release file or a PyTorch state dict of a ``gru``/``convgru`` model
+            (detected by content); None for the default model (:data:`DEFAULT_MODEL`).
+        progress: show a progress bar while downloading.
+
+    Returns:
+        ``(model, card)``: the model in eval mode on the CPU, and its model card (name,
+        architecture, source, thresholds ... ; ``arch`` and ``source`` at least).
+
+    Raises:
+        KeyError: unknown name (the message lists the valid ones).
+        FileNotFoundError: a path that does not exist, or a missing bundled asset.
+        OSError / RuntimeError: the download failed or its hash did not match.
+        ValueError: the file is not a model voxvec reads, or its weights do not fit.
+    """
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    if isinstance(name_or_path, str) and name_or_path in _SPECS:
+        return _load_spec(_SPECS[name_or_path], progress)
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        if _is_safetensors(path):
+            model, card = load_bundle(path)
+        else:
+            model, card = _convert(path, "rf5", None, {}), {}
+        return model, {"arch": model.arch, "source": str(path), **card}
+    text = os.fspath(name_or_path)
+    if path.exists():
+        raise ValueError(f"'{path}' is not a file: pass a model file or a pretrained name")
+    if isinstance(name_or_path, str) and not (
+        os.sep in text or "/" in text or text.endswith(_PATH_SUFFIXES)
+    ):
+        raise KeyError(
+            f"unknown pretrained model {text!r} (and no such file); available: {sorted(_SPECS)}"
+        )
+    raise FileNotFoundError(f"model file not found: '{path}'")
