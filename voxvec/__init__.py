@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from voxvec.inference import Embedder, EmbedInput
 
-__version__ = "0.1.0"
+from voxvec._version import __version__
 
 __all__ = ["__version__", "available_models", "embed", "load", "similarity"]
 
