@@ -11,8 +11,8 @@ import torch
 
 from voxvec.cli import main
 from voxvec.inference import Embedder
-from voxvec.pretrained import load_bundle, save_bundle
-from voxvec.registry import create_model
+from voxvec.models import create_model
+from voxvec.weights import load_bundle, save_bundle
 
 SO_FILES = ("audio/0001/000010011.ogg", "audio/0001/000010035.ogg", "audio/0005/000050003.ogg")
 

@@ -12,8 +12,8 @@ import torch
 from voxvec.cli import main
 from voxvec.data.manifest import ManifestItem, read_manifest, write_manifest
 from voxvec.eval.trials import read_trials
-from voxvec.pretrained import save_bundle
-from voxvec.registry import create_model
+from voxvec.models import create_model
+from voxvec.weights import save_bundle
 
 
 @pytest.fixture(scope="module")

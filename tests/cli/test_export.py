@@ -10,9 +10,10 @@ import torch
 
 import voxvec
 from voxvec.cli import main
-from voxvec.pretrained import load_bundle
-from voxvec.registry import config_to_dict, create_model
+from voxvec.config import config_to_dict
+from voxvec.models import create_model
 from voxvec.train.checkpoint import save_checkpoint
+from voxvec.weights import load_bundle
 
 TINY = {"hidden_size": 16, "n_layers": 1, "embed_dim": 8}
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from voxvec.cli import main
-from voxvec.pretrained import list_pretrained
-from voxvec.registry import create_model, list_models
+from voxvec.models import create_model, list_models
+from voxvec.weights import list_pretrained
 
 
 def _rows(out: str) -> dict[str, list[str]]:
@@ -32,7 +32,7 @@ def test_models_lists_architectures_and_pretrained(
         "type",
         "arch",
         "rate",
-        "input",
+        "frontend",
         "params",
         "size",
         "weights",
@@ -41,12 +41,17 @@ def test_models_lists_architectures_and_pretrained(
     for name in list_models():
         model = create_model(name)
         n_params = sum(p.numel() for p in model.parameters())
-        assert rows[name][1:5] == ["architecture", name, str(model.sample_rate), model.input_kind]
+        assert rows[name][1:5] == [
+            "architecture",
+            name,
+            str(model.sample_rate),
+            model.frontend.kind,
+        ]
         assert rows[name][5] == f"{n_params / 1e6:.1f}M"
         assert rows[name][-1] == "untrained"
     for spec in list_pretrained():
         row = rows[spec.name]
-        assert row[1:5] == ["pretrained", spec.arch, str(spec.sample_rate), spec.input_kind]
+        assert row[1:5] == ["pretrained", spec.arch, str(spec.sample_rate), spec.frontend]
     if specs:
         assert rows[specs[0].name][-1] == "cached"
         assert all(rows[s.name][-1] in ("download", "cached") for s in specs[1:])

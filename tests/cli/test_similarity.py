@@ -9,8 +9,8 @@ import torch
 
 from voxvec.cli import main
 from voxvec.inference import Embedder, similarity
-from voxvec.pretrained import load_bundle, save_bundle
-from voxvec.registry import create_model
+from voxvec.models import create_model
+from voxvec.weights import load_bundle, save_bundle
 
 SO_FILES = ("audio/0001/000010011.ogg", "audio/0005/000050003.ogg")
 
@@ -43,7 +43,7 @@ def test_score_matches_the_library_and_decision_uses_the_card(
     assert main(["similarity", str(speech[0]), str(speech[1]), "--model", str(model_path)]) == 0
     out = capsys.readouterr().out
     assert _score_line(out) == pytest.approx(similarity(emb[0], emb[1]), abs=1e-4)
-    assert "decision different speakers (threshold 0.9990, model card 'eer')" in out
+    assert "decision different speakers (threshold 0.9990: operating point 'eer' of" in out
 
     assert main(["similarity", str(speech[0]), str(speech[0]), "--model", str(model_path)]) == 0
     out = capsys.readouterr().out
@@ -61,9 +61,9 @@ def test_threshold_option_and_no_threshold(
     assert "no decision: the model card has no threshold" in out
     assert not any(line.startswith("decision") for line in out.splitlines())
     assert main([*args, "--threshold", "-1"]) == 0
-    assert "decision same speaker (threshold -1.0000, --threshold)" in capsys.readouterr().out
+    assert "decision same speaker (threshold -1.0000: given)" in capsys.readouterr().out
     assert main([*args, "--threshold", "1.5"]) == 0
-    assert "decision different speakers (threshold 1.5000, --threshold)" in capsys.readouterr().out
+    assert "decision different speakers (threshold 1.5000: given)" in capsys.readouterr().out
     assert main([*args, "--threshold", "far1"]) == 2
     assert "no decision threshold 'far1'" in capsys.readouterr().err
 
@@ -74,7 +74,10 @@ def test_named_operating_point_from_the_card(
     model_path = _bundle(tmp_path / "m.safetensors", {"thresholds": {"eer": 0.999, "far1": -1.0}})
     args = ["similarity", str(speech[0]), str(speech[1]), "--model", str(model_path)]
     assert main([*args, "--threshold", "far1"]) == 0
-    assert "decision same speaker (threshold -1.0000, model card 'far1')" in capsys.readouterr().out
+    assert (
+        "decision same speaker (threshold -1.0000: operating point 'far1' of"
+        in capsys.readouterr().out
+    )
 
 
 def test_missing_file_is_an_error(

@@ -181,7 +181,7 @@ def test_infinite_thresholds_become_null_in_json() -> None:
 def small_embedder():
     """An untrained, shrunken ConvGRU behind the real Embedder (fast on a CPU)."""
     from voxvec.inference import Embedder
-    from voxvec.registry import create_model
+    from voxvec.models import create_model
 
     model = create_model(
         "convgru",

@@ -1,9 +1,10 @@
 """The model options shared by ``voxvec embed``, ``similarity`` and ``eval``, and the Embedder
 they describe.
 
-The choices come from the library's own definitions (precisions from :mod:`voxvec.inference`,
-VAD methods from :mod:`voxvec.audio.vad`); :func:`load_embedder` is the one place that turns the
-options into an :class:`~voxvec.inference.Embedder`.
+The choices come from the library's own definitions (precisions from :mod:`voxvec.runtime`, VAD
+methods from :mod:`voxvec.audio.vad`) and keep their spelling there (device ``auto``, VAD
+``off``); :func:`load_embedder` is the one place that turns the options into an
+:class:`~voxvec.inference.Embedder`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from voxvec.inference import Embedder
 
-AUTO_DEVICE = "auto"
-VAD_OFF = "off"
-
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the model and Embedder options (--model, --device, --vad, windows, precision)."""
     from voxvec.audio.vad import METHODS as VAD_METHODS
-    from voxvec.inference import PRECISIONS
+    from voxvec.runtime import PRECISIONS
 
     parser.add_argument(
         "--model",
@@ -31,15 +29,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--device",
-        default=AUTO_DEVICE,
-        help=f"cpu, cuda, cuda:1 ... or {AUTO_DEVICE} (cuda if available, else cpu; default)",
+        default="auto",
+        help="cpu, cuda, cuda:1 ... or auto (cuda if available, else cpu; default)",
     )
     parser.add_argument(
         "--vad",
-        choices=(VAD_OFF, *VAD_METHODS),
-        default=VAD_OFF,
-        help="trim non-speech first (auto: silero-vad if installed, else energy); "
-        f"default {VAD_OFF}",
+        choices=VAD_METHODS,
+        default="off",
+        help="trim non-speech first (auto: silero-vad if installed, else energy); default off",
     )
     parser.add_argument(
         "--window-s",
@@ -71,10 +68,10 @@ def load_embedder(args: argparse.Namespace) -> Embedder:
 
     return voxvec.load(
         args.model,
-        None if args.device == AUTO_DEVICE else args.device,
+        args.device,
         window_s=args.window_s,
         hop_s=args.hop_s,
-        vad=False if args.vad == VAD_OFF else args.vad,
+        vad=args.vad,
         min_speech_s=args.min_speech_s,
         precision=args.precision,
     )

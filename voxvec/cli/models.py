@@ -1,8 +1,9 @@
 """List the model architectures and the pretrained models.
 
-Architectures are what voxvec.registry.create_model builds (untrained, e.g. to train);
-pretrained models are what --model and voxvec.load accept by name. For each: sample rate, input
-kind (raw waveform or log-mel), parameter count and float32 size, and for pretrained models
+Architectures are what voxvec.models.create_model builds (untrained, e.g. to train);
+pretrained models are what --model and voxvec.load accept by name. For each: sample rate, the
+front-end the model runs on the waveform (logmel, or waveform for models that take raw samples),
+parameter count and float32 size, and for pretrained models
 whether the weights are on this machine (bundled, or already downloaded into the torch hub
 cache) or will be downloaded on first use.
 
@@ -16,9 +17,9 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from voxvec.pretrained import PretrainedSpec
+    from voxvec.weights import PretrainedSpec
 
-HELP = "list model architectures and pretrained models (rate, input, size, availability)"
+HELP = "list model architectures and pretrained models (rate, front-end, size, availability)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,15 +41,15 @@ def _weights_status(spec: PretrainedSpec) -> str:
 
 def table() -> list[list[str]]:
     """Rows (with a header row) describing every architecture and pretrained model."""
-    from voxvec.pretrained import list_pretrained
-    from voxvec.registry import create_model, list_models
+    from voxvec.models import create_model, list_models
+    from voxvec.weights import list_pretrained
 
-    rows = [["name", "type", "arch", "rate", "input", "params", "size", "weights"]]
+    rows = [["name", "type", "arch", "rate", "frontend", "params", "size", "weights"]]
     for name in list_models():
         model = create_model(name)
         n_params = sum(p.numel() for p in model.parameters())
         params, size = _size(n_params)
-        rate, kind = str(model.sample_rate), model.input_kind
+        rate, kind = str(model.sample_rate), model.frontend.kind
         rows.append([name, "architecture", name, rate, kind, params, size, "untrained"])
     for spec in list_pretrained():
         params, size = _size(spec.n_params)
@@ -58,7 +59,7 @@ def table() -> list[list[str]]:
                 "pretrained",
                 spec.arch,
                 str(spec.sample_rate),
-                spec.input_kind,
+                spec.frontend,
                 params,
                 size,
                 _weights_status(spec),

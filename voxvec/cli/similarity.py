@@ -28,13 +28,6 @@ def threshold_value(text: str) -> float | str:
         return text
 
 
-def threshold_source(threshold: float | str | None) -> str:
-    """Where the decision threshold comes from, for the printed decision."""
-    if isinstance(threshold, float):
-        return "--threshold"
-    return f"model card '{'eer' if threshold is None else threshold}'"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``voxvec similarity``."""
     parser.add_argument("a", type=Path, help="first audio file")
@@ -63,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
     score, same = embedder.verify(args.a, args.b, threshold=threshold)
     decision = "same speaker" if same else "different speakers"
     print(f"similarity {score:.4f}")
-    print(f"decision {decision} (threshold {threshold:.4f}, {threshold_source(args.threshold)})")
+    source = embedder.threshold_source(args.threshold)
+    print(f"decision {decision} (threshold {threshold:.4f}: {source})")
     return 0
