@@ -1,8 +1,8 @@
 """Training throughput of every registered architecture: seconds of audio trained on per second.
 
 For each model (its default config, untrained) this times complete optimiser steps exactly as
-``voxvec train`` runs them (:class:`voxvec.train.loop.TrainStep`: log-mels on the fly for log-mel
-models, forward, GE2E or AAM loss, backward, gradient clipping, AdamW) on one fixed batch of
+``voxvec train`` runs them (:class:`voxvec.train.step.TrainStep`: the model with its own front-end
+on the waveforms, GE2E or AAM loss, backward, gradient clipping, AdamW) on one fixed batch of
 N speakers x M crops already in memory, so the number is the model's training speed, not the
 decoder's. The crops are real speech from ../shared/data (or ``$VOXVEC_DATA``) when it is there,
 otherwise noise (the cost does not depend on the content). One warm-up step is excluded.
@@ -28,9 +28,9 @@ import torch
 from voxvec.audio.io import load
 from voxvec.audio.windows import pad_batch
 from voxvec.data.manifest import group_by_speaker, read_manifest
-from voxvec.registry import create_model, list_models
-from voxvec.train.config import load_config
-from voxvec.train.loop import SpeakerLoss, TrainStep
+from voxvec.losses.combined import LOSSES, LossConfig, SpeakerLoss
+from voxvec.models import create_model, list_models
+from voxvec.train.step import PRECISIONS, TrainStep, resolve_precision
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("bench.train_speed")
@@ -59,19 +59,10 @@ def time_model(name: str, args: argparse.Namespace) -> dict[str, object]:
     """Seconds per step and audio seconds per second of one architecture."""
     torch.manual_seed(0)
     model = create_model(name)
-    config = load_config(
-        None,
-        [
-            f"model={name}",
-            f"loss={args.loss}",
-            f"n_speakers={args.n_speakers}",
-            f"n_utterances={args.n_utterances}",
-        ],
-    )
     n_classes = 1000
-    loss = SpeakerLoss(config.loss, model.embed_dim, n_classes, config)
-    dtype = {"fp32": None, "bf16": torch.bfloat16}[args.precision]
-    step = TrainStep(model, loss, dtype).to(args.device).train()
+    loss = SpeakerLoss(LossConfig(kind=args.loss), model.embed_dim, n_classes)
+    precision = resolve_precision(args.precision, torch.device(args.device))
+    step = TrainStep(model, loss, precision).to(args.device).train()
     optimizer = torch.optim.AdamW(step.parameters(), lr=1e-4)
     wav = speech_batch(
         args.data, model.sample_rate, args.n_speakers, args.n_utterances, args.crop_s
@@ -101,8 +92,9 @@ def time_model(name: str, args: argparse.Namespace) -> dict[str, object]:
     return {
         "model": name,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        "input": f"{model.input_kind} {model.sample_rate} Hz",
+        "input": f"{model.frontend.kind} {model.sample_rate} Hz",
         "batch": f"{args.n_speakers} x {args.n_utterances} x {args.crop_s:g} s",
+        "precision": precision,
         "step_s": seconds,
         "audio_s_per_s": audio_s / seconds,
     }
@@ -116,8 +108,10 @@ def main() -> None:
     parser.add_argument("--n-speakers", type=int, default=8)
     parser.add_argument("--n-utterances", type=int, default=4)
     parser.add_argument("--crop-s", type=float, default=2.0, help="crop length in seconds")
-    parser.add_argument("--loss", default="ge2e", choices=["ge2e", "aam", "ge2e+aam"])
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--loss", default="ge2e", choices=LOSSES)
+    parser.add_argument(
+        "--precision", default="float32", choices=PRECISIONS, help="auto: bfloat16 where native"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
@@ -137,13 +131,13 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"{datetime.date.today().isoformat()}"
     )
-    print(f"Training throughput ({args.loss}, {args.precision}, {args.device}; {machine})\n")
-    print("| model | params | input | batch | s / step | audio-s / s |")
-    print("|---|---:|---|---|---:|---:|")
+    print(f"Training throughput ({args.loss}, {args.device}; {machine})\n")
+    print("| model | params | input | batch | precision | s / step | audio-s / s |")
+    print("|---|---:|---|---|---|---:|---:|")
     for r in rows:
         print(
             f"| {r['model']} | {r['params_m']:.2f} M | {r['input']} | {r['batch']} | "
-            f"{r['step_s']:.2f} | {r['audio_s_per_s']:.1f} |"
+            f"{r['precision']} | {r['step_s']:.2f} | {r['audio_s_per_s']:.1f} |"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from voxvec.train.loop import Trainer
 def main() -> None:
     config_path, out = sys.argv[1], Path(sys.argv[2])
     trainer = Trainer(load_config(config_path))
-    first_batch = next(iter(trainer.sampler.epoch_batches(0)))
+    first_batch = next(iter(trainer.data.sampler.epoch_batches(0)))
     trainer.fit()
     state = {k: v.detach().clone() for k, v in trainer.step_module.state_dict().items()}
     torch.save(

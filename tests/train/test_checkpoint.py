@@ -9,9 +9,8 @@ import pytest
 import torch
 
 import voxvec
-from voxvec.audio.features import log_mel
-from voxvec.pretrained import load_bundle
-from voxvec.registry import config_to_dict, create_model
+from voxvec.config import config_to_dict
+from voxvec.models import create_model
 from voxvec.train.checkpoint import (
     capture_rng_state,
     export_checkpoint,
@@ -19,21 +18,23 @@ from voxvec.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     restore_rng_state,
+    resume_path,
     save_checkpoint,
 )
+from voxvec.weights import load_bundle
 
 TINY = {"channels": 16, "res2_scale": 4, "se_channels": 8, "mfa_channels": 32,
         "attention_channels": 8, "embed_dim": 16}  # fmt: skip
 
 
-def _state(model, step=7):
+def _state(model, step=7, loss=None):
     return {
         "arch": model.arch,
         "model_config": config_to_dict(model.config),
         "model": model.state_dict(),
         "step": step,
         "epoch": 1,
-        "config": {"loss": "ge2e"},
+        "config": {"loss": loss or {"kind": "ge2e+aam", "ge2e": {}, "aam": {}}},
         "train_data": {"train_csv": "train.csv", "n_speakers": 8},
     }
 
@@ -92,13 +93,12 @@ def test_export_gives_a_bundle_that_voxvec_load_reads(tmp_path, sine_wave):
     out = export_checkpoint(ckpt, tmp_path / "out" / "model.safetensors", metadata={"name": "t"})
     loaded, card = load_bundle(out)
     assert card["arch"] == "ecapa" and card["steps"] == 7 and card["name"] == "t"
-    assert card["train_data"]["n_speakers"] == 8 and card["loss"] == "ge2e"
+    assert card["train_data"]["n_speakers"] == 8 and card["loss"] == "ge2e+aam"
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
     embedder = voxvec.load(out, device="cpu", precision="float32")
     with torch.no_grad():
-        feats, n = log_mel(torch.from_numpy(sine_wave), model.mel_config)
-        direct = model(feats, n).numpy()
+        direct = model(torch.from_numpy(sine_wave)[None]).numpy()
     np.testing.assert_allclose(embedder.embed([sine_wave], sample_rate=16000), direct, atol=1e-5)
 
 
@@ -109,3 +109,27 @@ def test_export_refuses_weights_that_do_not_fit(tmp_path):
     ckpt = save_checkpoint(state, tmp_path, 1, keep_last_k=1)
     with pytest.raises(ValueError, match="do not fit"):
         export_checkpoint(ckpt, tmp_path / "m.safetensors")
+
+
+def test_export_reads_the_objective_of_checkpoints_written_before_the_nested_config(tmp_path):
+    model = create_model("ecapa", TINY)
+    ckpt = save_checkpoint(_state(model, loss="aam"), tmp_path / "run", 3, keep_last_k=1)
+    _, card = load_bundle(export_checkpoint(ckpt, tmp_path / "m.safetensors"))
+    assert card["loss"] == "aam"
+
+
+def test_resume_path_auto_never_a_file_or_a_directory(tmp_path):
+    run = tmp_path / "run"
+    assert resume_path("auto", run) is None and resume_path("never", run) is None
+    first = save_checkpoint({}, run, 5, keep_last_k=3)
+    last = save_checkpoint({}, run, 10, keep_last_k=3)
+    assert resume_path("auto", run) == last
+    assert resume_path(str(first), tmp_path / "other") == first
+    assert resume_path(str(run), tmp_path / "other") == last
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        resume_path("never", run)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        resume_path(str(tmp_path / "empty"), run)
+    with pytest.raises(FileNotFoundError, match="neither auto"):
+        resume_path(str(tmp_path / "missing.pt"), run)

@@ -39,7 +39,7 @@ def test_bad_environment_and_devices_are_clear_errors(monkeypatch):
 
 
 def test_two_gloo_processes_stay_in_sync(tiny_config, tmp_path):
-    config = tiny_config("max_steps=4", "validation_interval=2", "checkpoint_interval=2")
+    config = tiny_config("optim.max_steps=4", "validation.interval=2", "checkpoint.interval=2")
     config_path = tmp_path / "config.yaml"
     config_path.write_text(config_to_yaml(config))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -63,7 +63,7 @@ def test_two_gloo_processes_stay_in_sync(tiny_config, tmp_path):
     for key in state0:
         assert torch.equal(state0[key], state1[key]), f"{key} differs between the ranks"
     # Rank 0 wrote the checkpoints, with both ranks' RNG states.
-    final = load_checkpoint(Path(config.checkpoint_path) / "ckpt_00000004.pt")
+    final = load_checkpoint(Path(config.checkpoint.path) / "ckpt_00000004.pt")
     assert final["world_size"] == 2 and len(final["rng"]) == 2
     assert not torch.equal(final["rng"][0]["torch"], final["rng"][1]["torch"])
     for key, value in final["model"].items():

@@ -5,18 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from voxvec.data.collate import CropCollate
-from voxvec.data.dataset import UtteranceDataset
-from voxvec.data.manifest import read_manifest
-from voxvec.pretrained import load_bundle
 from voxvec.train.checkpoint import export_checkpoint, list_checkpoints, load_checkpoint
-from voxvec.train.config import load_config
-from voxvec.train.loop import SpeedSpeakerDataset, TrainCollate, Trainer, TrainStep, train
+from voxvec.train.config import ModelSection, load_config
+from voxvec.train.loop import Trainer, train
 from voxvec.train.schedule import LRSchedule
+from voxvec.train.step import TrainStep
+from voxvec.weights import load_bundle
 
 
 def _scalar_tags(log_dir):
@@ -28,7 +25,7 @@ def _scalar_tags(log_dir):
 
 
 def test_a_tiny_run_writes_checkpoints_config_and_logs(tiny_config):
-    config = tiny_config("keep_last_k=1")
+    config = tiny_config("checkpoint.keep_last_k=1")
     final = train(config)
     run = final.parent
     assert final.name == "ckpt_00000006.pt" and list_checkpoints(run) == [final]
@@ -67,19 +64,19 @@ def test_a_killed_run_resumes_exactly(tiny_config, tmp_path, num_workers):
     # Randomness everywhere: dropout-like SpecAugment in the model, augmentation in the workers,
     # the AAM margin ramp, several epochs (6 steps over 2 batches per epoch).
     common = [
-        "model_config.freq_mask_bins=8",
-        "model_config.time_mask_frames=10",
-        "augment.gain_prob=0.5",
-        "augment.reverb_prob=0.5",
-        "loss=ge2e+aam",
-        "margin_warmup_pct=0.5",
-        "max_steps=6",
-        "checkpoint_interval=3",
-        "validation_interval=2",
-        f"num_workers={num_workers}",
+        "model.config.freq_mask_bins=8",
+        "model.config.time_mask_frames=10",
+        "data.augment.gain_prob=0.5",
+        "data.augment.reverb_prob=0.5",
+        "loss.kind=ge2e+aam",
+        "loss.aam.margin_warmup_pct=0.5",
+        "optim.max_steps=6",
+        "checkpoint.interval=3",
+        "validation.interval=2",
+        f"data.num_workers={num_workers}",
     ]
-    straight = load_checkpoint(train(tiny_config(*common, f"checkpoint_path={tmp_path / 'a'}")))
-    resumed_config = tiny_config(*common, f"checkpoint_path={tmp_path / 'b'}")
+    straight = load_checkpoint(train(tiny_config(*common, f"checkpoint.path={tmp_path / 'a'}")))
+    resumed_config = tiny_config(*common, f"checkpoint.path={tmp_path / 'b'}")
     _train_interrupted(resumed_config, stop_after=4)
     assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["ckpt_00000003.pt"]
     resumed = load_checkpoint(train(resumed_config))
@@ -97,62 +94,76 @@ def test_a_killed_run_resumes_exactly(tiny_config, tmp_path, num_workers):
 
 
 def test_resume_sources(tiny_config, tmp_path):
-    first = train(tiny_config("max_steps=3"))
+    first = train(tiny_config("optim.max_steps=3"))
     with pytest.raises(ValueError, match="already holds checkpoints"):
-        Trainer(tiny_config("resume=never"))
-    extended = Trainer(tiny_config(f"resume={first}", f"checkpoint_path={tmp_path / 'other'}"))
-    assert extended.step == 3 and extended.total_steps == 6
+        Trainer(tiny_config("checkpoint.resume=never"))
+    extended = Trainer(
+        tiny_config(f"checkpoint.resume={first}", f"checkpoint.path={tmp_path / 'other'}")
+    )
+    assert extended.progress.step == 3 and extended.total_steps == 6
     with pytest.raises(FileNotFoundError, match="neither auto"):
-        Trainer(tiny_config(f"resume={tmp_path / 'missing.pt'}"))
+        Trainer(tiny_config(f"checkpoint.resume={tmp_path / 'missing.pt'}"))
     with pytest.raises(ValueError, match="holds a 'ecapa' model"):
-        Trainer(dataclasses.replace(tiny_config(), model="gru", model_config={}))
+        Trainer(dataclasses.replace(tiny_config(), model=ModelSection("gru")))
 
 
 def test_init_from_a_bundle_fine_tunes_its_weights(tiny_config, tmp_path):
-    first = train(tiny_config("max_steps=3", f"checkpoint_path={tmp_path / 'base'}"))
+    first = train(tiny_config("optim.max_steps=3", f"checkpoint.path={tmp_path / 'base'}"))
     bundle = export_checkpoint(first, tmp_path / "base.safetensors")
     pretrained, _ = load_bundle(bundle)
-    tuned = Trainer(tiny_config(f"init_from={bundle}", f"checkpoint_path={tmp_path / 'ft'}"))
+    tuned = Trainer(tiny_config(f"model.init_from={bundle}", f"checkpoint.path={tmp_path / 'ft'}"))
     # The model starts from the bundle's weights; the schedule and optimiser start afresh.
     for key, value in pretrained.state_dict().items():
         assert torch.equal(tuned.model.state_dict()[key], value), key
-    assert tuned.step == 0 and tuned.total_steps == 6
+    assert tuned.progress.step == 0 and tuned.total_steps == 6
     final = tuned.fit()
     assert load_checkpoint(final)["step"] == 6
     # A resumed fine-tune takes its weights from the checkpoint, not from init_from again.
-    resumed = Trainer(tiny_config(f"init_from={bundle}", f"checkpoint_path={tmp_path / 'ft'}"))
-    assert resumed.step == 6
+    resumed = Trainer(
+        tiny_config(f"model.init_from={bundle}", f"checkpoint.path={tmp_path / 'ft'}")
+    )
+    assert resumed.progress.step == 6
     assert torch.equal(resumed.model.stem.weight, load_checkpoint(final)["model"]["stem.weight"])
     assert not torch.equal(resumed.model.stem.weight, pretrained.stem.weight)
     # Weights of another size or architecture are refused with the reason.
-    with pytest.raises(ValueError, match="do not fit model_config"):
-        Trainer(tiny_config(f"init_from={bundle}", "model_config.embed_dim=8",
-                            f"checkpoint_path={tmp_path / 'bad'}"))  # fmt: skip
-    with pytest.raises(ValueError, match="holds a 'ecapa' model but model='gru'"):
+    with pytest.raises(ValueError, match="do not fit model.config"):
+        Trainer(tiny_config(f"model.init_from={bundle}", "model.config.embed_dim=8",
+                            f"checkpoint.path={tmp_path / 'bad'}"))  # fmt: skip
+    with pytest.raises(ValueError, match="holds a 'ecapa' model but model.arch='gru'"):
         Trainer(dataclasses.replace(
-            tiny_config(f"checkpoint_path={tmp_path / 'bad2'}"),
-            model="gru", model_config={}, init_from=str(bundle),
+            tiny_config(f"checkpoint.path={tmp_path / 'bad2'}"),
+            model=ModelSection("gru", init_from=str(bundle)),
         ))  # fmt: skip
 
 
 def test_required_settings_and_device_checks(tiny_config):
-    with pytest.raises(ValueError, match="train_csv is required"):
-        Trainer(dataclasses.replace(tiny_config(), train_csv=""))
-    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
-        Trainer(tiny_config("precision=fp16"))
+    with pytest.raises(ValueError, match="data.train_csv is required"):
+        Trainer(tiny_config("data.train_csv=''"))
+    with pytest.raises(ValueError, match="checkpoint.path is required"):
+        Trainer(tiny_config("checkpoint.path=''"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="float16 needs a CUDA"):
+            Trainer(tiny_config("precision=float16"))
     with pytest.raises(ValueError, match="min_crop_s"):
-        Trainer(tiny_config("min_crop_s=0.01", "max_crop_s=0.02"))
+        Trainer(tiny_config("data.min_crop_s=0.01", "data.max_crop_s=0.02"))
 
 
-def test_aam_margin_ramps_and_bf16_autocast_runs_on_cpu(tiny_config):
-    config = tiny_config("loss=aam", "n_utterances=1", "margin_warmup_pct=1.0", "max_steps=4",
-                         "precision=bf16", "valid_csv=null")  # fmt: skip
+def test_aam_margin_ramps_and_bfloat16_autocast_runs_on_cpu(tiny_config):
+    config = tiny_config(
+        "loss.kind=aam",
+        "data.n_utterances=1",
+        "loss.aam.margin_warmup_pct=1.0",
+        "optim.max_steps=4",
+        "precision=bfloat16",
+        "validation.csv=null",
+    )
     trainer = Trainer(config)
+    assert trainer.step_module.autocast_dtype == torch.bfloat16
     trainer.fit()
     # After 4 of 4 steps the margin has ramped to 3/4 (set before the 4th step).
     assert trainer.loss.aam.margin == pytest.approx(0.2 * 3 / 4)
     assert trainer.loss.ge2e is None
-    state = load_checkpoint(list_checkpoints(config.checkpoint_path)[-1])
+    state = load_checkpoint(list_checkpoints(config.checkpoint.path)[-1])
     assert state["loss"]["aam.weight"].shape == (8, 1, 16)
 
 
@@ -166,37 +177,3 @@ def test_a_diverging_loss_stops_training(tiny_config, monkeypatch):
     monkeypatch.setattr(TrainStep, "forward", nan_forward)
     with pytest.raises(RuntimeError, match="diverged"):
         train(tiny_config())
-
-
-def test_speed_speakers_triple_the_classes(synthetic_corpus):
-    base = UtteranceDataset(read_manifest(synthetic_corpus[0]), 16000)
-    speed = SpeedSpeakerDataset(base, (0.9, 1.1))
-    n = len(base)
-    assert len(speed) == 3 * n and len(speed.speakers) == 3 * len(base.speakers)
-    assert speed.labels[:n] == base.labels
-    assert speed.labels[n] == base.labels[0] + len(base.speakers)
-    assert speed.speakers[len(base.speakers)].endswith("@speed0.9")
-    original, slow, fast = speed[0], speed[n], speed[2 * n]
-    length = original["wav"].shape[0]
-    assert abs(slow["wav"].shape[0] - length / 0.9) <= 1
-    assert abs(fast["wav"].shape[0] - length / 1.1) <= 1
-    assert (slow["index"], slow["speaker"]) == (n, speed.labels[n])
-    batch = speed.__getitems__([0, n, 2 * n])
-    assert [item["index"] for item in batch] == [0, n, 2 * n]
-
-
-def test_train_collate_is_a_function_of_the_batch_items(synthetic_corpus):
-    from voxvec.data.augment import AugmentConfig, Augmenter
-
-    dataset = UtteranceDataset(read_manifest(synthetic_corpus[0]), 16000)
-    augment = Augmenter(AugmentConfig(gain_prob=1.0, reverb_prob=0.5), 16000)
-    collate = TrainCollate(CropCollate(8000, 12000, seed=1), augment, seed=1)
-    a = collate([dataset[i] for i in (0, 5, 9)])
-    b = collate([dataset[i] for i in (0, 5, 9)])
-    c = collate([dataset[i] for i in (0, 5, 10)])
-    assert torch.equal(a["wav"], b["wav"]) and torch.equal(a["lengths"], b["lengths"])
-    assert not torch.equal(a["wav"][0], c["wav"][0])
-    plain = TrainCollate(CropCollate(8000, 12000, seed=1), None, seed=1)(
-        [dataset[i] for i in (0, 5, 9)]
-    )
-    assert not np.allclose(plain["wav"].numpy(), a["wav"].numpy())

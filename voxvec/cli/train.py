@@ -1,23 +1,27 @@
 """Train (or fine-tune, or resume) a speaker encoder on path,speaker manifests.
 
 The run is described by a YAML recipe (--config, e.g. configs/convgru.yaml) whose fields are
-overridden by key=value arguments; nested keys take dots (model_config.embed_dim=128,
-augment.noise_prob=0.5), lists take brackets (betas=[0.9,0.98]). Unknown keys are errors.
-train_csv and checkpoint_path are required. Checkpoints, the resolved config.yaml and the
-tensorboard logs (tensorboard --logdir RUN/logs) go to checkpoint_path; running the same command
-again resumes from the latest checkpoint there (resume=auto).
+overridden by key=value arguments. The config has sections (model, data, loss, optim, validation,
+checkpoint, log) plus seed, device, precision and compile; nested keys take dots
+(data.n_speakers=16, model.config.embed_dim=128, data.augment.noise_prob=0.5), lists take
+brackets (optim.betas=[0.9,0.98]). Unknown keys are errors, and model.config is checked against
+the architecture before any data is read. data.train_csv and checkpoint.path are required.
+Checkpoints, the resolved config.yaml and the tensorboard logs (tensorboard --logdir RUN/logs)
+go to checkpoint.path; running the same command again resumes from the latest checkpoint there
+(checkpoint.resume=auto).
 
-Several GPUs or machines: launch with torchrun, one process per GPU; N speakers per batch is per
-process. On several machines checkpoint_path must be on a shared file system.
+Several GPUs or machines: launch with torchrun, one process per GPU; data.n_speakers per batch
+is per process. On several machines checkpoint.path must be on a shared file system.
 
 examples:
-  voxvec train --config configs/convgru.yaml train_csv=splits/train.csv \\
-      valid_csv=splits/valid.csv checkpoint_path=runs/convgru
-  voxvec train --config configs/gru.yaml --print-config
+  voxvec train --config configs/convgru.yaml data.train_csv=splits/train.csv \\
+      validation.csv=splits/valid.csv checkpoint.path=runs/convgru
+  voxvec train --config configs/gru.yaml --print-config optim.max_lr=1e-4
   torchrun --nproc-per-node 4 -m voxvec train --config configs/convgru.yaml \\
-      train_csv=splits/train.csv checkpoint_path=runs/convgru4
+      data.train_csv=splits/train.csv checkpoint.path=runs/convgru4
   torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint host:29500 \\
-      -m voxvec train --config configs/convgru.yaml train_csv=... checkpoint_path=/shared/run
+      -m voxvec train --config configs/convgru.yaml data.train_csv=... \\
+      checkpoint.path=/shared/run
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ Every augmentation is off by default and, when on, applied to each batch item in
 with its own probability. :class:`Augmenter` works on a padded batch ``(B, T)`` with ``lengths``
 (the output of :class:`voxvec.data.collate.CropCollate`), on any device, in this order:
 
-1. speed perturbation: the item is resampled so it plays ``speed`` times faster (pitch and
-   tempo change together, as with ``sox speed``); its length becomes ``round(length / speed)``,
-   so the batch width ``T`` may change (this step resamples with soxr on the CPU, copying
-   the chosen items there and back when the batch is on an accelerator);
+1. speed perturbation (:func:`voxvec.data.speed.speed_perturb`): the item plays ``speed`` times
+   faster (pitch and tempo change together, as with ``sox speed``); its length becomes
+   ``round(length / speed)``, so the batch width ``T`` may change (this step resamples with soxr
+   on the CPU, copying the chosen items there and back when the batch is on an accelerator);
 2. reverberation: convolution (by FFT) with a synthetic room impulse response, exponentially
    decaying Gaussian noise with an RT60 drawn from ``rt60_s`` plus a direct path of equal energy
    (see :func:`synthetic_rir`); the item's RMS level is kept;
@@ -24,7 +24,8 @@ Randomness comes only from the ``generator`` passed to each call (a CPU ``torch.
 None uses torch's global generator), so seeding it per batch makes augmentation reproducible.
 
 Speed perturbation with "each speed as a new speaker" (which multiplies the classes of a margin
-loss) is left to the trainer: :meth:`Augmenter.augment` also returns which speed each item got.
+loss) is :class:`voxvec.data.speed.SpeedSpeakerDataset`; :meth:`Augmenter.augment` also returns
+which speed each item got.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from voxvec.audio.io import load, resample
+from voxvec.audio.io import load
 from voxvec.audio.windows import pad_batch
+from voxvec.data.speed import speed_perturb
 
 logger = logging.getLogger(__name__)
 
@@ -326,13 +328,10 @@ class Augmenter:
         picks = torch.randint(len(cfg.speeds), (wav.shape[0],), generator=generator).tolist()
         items = [wav[i, :n] for i, n in enumerate(lengths.tolist())]
         for i in chosen:
-            # Playing `speed` times faster = reading the samples as if recorded at sr * speed.
-            faster_sr = round(self.sample_rate * cfg.speeds[picks[i]])
-            if items[i].shape[0] == 0 or faster_sr == self.sample_rate:
-                continue
-            out = resample(items[i].detach().cpu().numpy(), faster_sr, self.sample_rate)
-            items[i] = torch.from_numpy(out).to(wav.device)
-            speed_index[i] = picks[i]
+            faster = speed_perturb(items[i], cfg.speeds[picks[i]], self.sample_rate)
+            if faster is not items[i]:
+                items[i] = faster
+                speed_index[i] = picks[i]
         new_wav, new_lengths = pad_batch(items)
         return new_wav.to(wav.device), new_lengths.to(lengths.device)
 

@@ -14,6 +14,11 @@ the DataLoader worker that builds it, the number of workers or earlier batches, 
 (where :class:`voxvec.data.sampler.SpeakerBatchSampler` yields the same batches again) gets the
 same crops. A file repeated within one batch (a speaker with fewer files than utterances per
 speaker) gets a different crop at each position.
+
+:class:`TrainCollate` crops with a :class:`CropCollate` and then augments the batch with an
+:class:`~voxvec.data.augment.Augmenter`, seeded the same way, so a training batch (augmentation
+included) is a function of its items alone: a resumed run, or one with another worker count,
+sees the very same batches.
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ from typing import Any
 import torch
 
 from voxvec.audio.windows import pad_batch, random_crop
+from voxvec.data.augment import Augmenter
 from voxvec.data.dataset import derive_seed
+
+# Salt separating the augmentation's random stream from the crop stream of the same batch.
+_AUGMENT_STREAM = 0xA6
 
 
 class CropCollate:
@@ -82,3 +91,36 @@ class CropCollate:
             "speaker": torch.tensor([int(item["speaker"]) for item in items], dtype=torch.long),
             "index": torch.tensor(indices, dtype=torch.long),
         }
+
+
+class TrainCollate:
+    """Crop, pad and augment a batch; every random draw is seeded by the batch's item indices.
+
+    Args:
+        crop: the cropping collate.
+        augmenter: the batch augmentation, or None for none.
+        seed: base seed (>= 0) of the augmentation stream.
+    """
+
+    def __init__(self, crop: CropCollate, augmenter: Augmenter | None, seed: int) -> None:
+        self.crop = crop
+        self.augmenter = augmenter
+        self.seed = seed
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Crop, pad and augment ``items`` (as :meth:`CropCollate.__call__`).
+
+        Returns:
+            ``{"wav": (B, T), "lengths": (B,), "speaker": (B,), "index": (B,)}``; speed
+            perturbation may change ``T`` and ``lengths``.
+        """
+        batch = self.crop(items)
+        if self.augmenter is not None:
+            seed = derive_seed(self.seed, _AUGMENT_STREAM, *batch["index"].tolist())
+            batch["wav"], batch["lengths"] = self.augmenter(
+                batch["wav"],
+                batch["lengths"],
+                speaker=batch["speaker"],
+                generator=torch.Generator().manual_seed(seed),
+            )
+        return batch

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 GE2EMethod = Literal["softmax", "contrast"]
+GE2E_METHODS: tuple[GE2EMethod, ...] = ("softmax", "contrast")
 
 _EPS = 1e-8
 
@@ -59,8 +60,8 @@ class GE2ELoss(nn.Module):
         super().__init__()
         if not init_w > 0:
             raise ValueError(f"init_w must be > 0 (w is kept positive), got {init_w}")
-        if method not in ("softmax", "contrast"):
-            raise ValueError(f"method must be 'softmax' or 'contrast', got {method!r}")
+        if method not in GE2E_METHODS:
+            raise ValueError(f"method must be one of {list(GE2E_METHODS)}, got {method!r}")
         self.method: GE2EMethod = method
         self.w_raw = nn.Parameter(torch.tensor(_inverse_softplus(float(init_w))))
         self.b = nn.Parameter(torch.tensor(float(init_b)))

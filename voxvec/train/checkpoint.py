@@ -1,9 +1,11 @@
-"""Training checkpoints: atomic writes, keep-last-K, RNG capture, and export to an inference bundle.
+"""Training checkpoints: content, resume, atomic writes, keep-last-K, RNG capture and export.
 
 A checkpoint is one ``ckpt_<step:08d>.pt`` file in the run directory, a dict of plain values and
 tensors (loadable with ``torch.load(weights_only=True)``) holding everything an interrupted run
 needs to continue exactly: the model and loss parameters, the optimiser, scheduler and grad-scaler
 states, the sampler position, the step and epoch, every process's RNG states and the config.
+:class:`RunState` holds the live objects behind those entries and writes and restores them;
+:func:`resume_path` decides which checkpoint (if any) a run continues from.
 """
 
 from __future__ import annotations
@@ -12,19 +14,52 @@ import logging
 import os
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from voxvec.atomic import atomic_path
+from voxvec.config import config_to_dict as model_config_to_dict
+from voxvec.data.sampler import SpeakerBatchSampler
+from voxvec.models.base import SpeakerEncoder
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "voxvec-train-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Where a run writes its checkpoints, how often, and where it resumes from.
+
+    Attributes:
+        path: run directory for checkpoints, the resolved config.yaml and tensorboard logs;
+            required to train.
+        interval: steps between checkpoints (one is always written at the end).
+        keep_last_k: checkpoints kept in path (older ones are deleted).
+        resume: auto (continue from the latest checkpoint in path if there is one), never
+            (start afresh; refused if path already holds checkpoints), or a checkpoint file or
+            run directory to continue from.
+
+    Raises:
+        ValueError: an interval or keep_last_k below 1.
+    """
+
+    path: str = ""
+    interval: int = 2500
+    keep_last_k: int = 3
+    resume: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "keep_last_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"checkpoint.{name} must be >= 1, got {getattr(self, name)}")
 
 
 def checkpoint_name(step: int) -> str:
@@ -104,6 +139,167 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
+def resume_path(resume: str, run_dir: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint a run continues from, or None to start afresh.
+
+    Args:
+        resume: ``"auto"`` (the latest checkpoint in ``run_dir``, if any), ``"never"``, or a
+            checkpoint file or run directory.
+        run_dir: the run's own directory.
+
+    Returns:
+        A checkpoint path, or None.
+
+    Raises:
+        ValueError: ``"never"`` but ``run_dir`` already holds checkpoints.
+        FileNotFoundError: ``resume`` is neither of the words nor an existing checkpoint, or a
+            directory without checkpoints.
+    """
+    run_dir = Path(run_dir)
+    existing = list_checkpoints(run_dir)
+    if resume == "auto":
+        return existing[-1] if existing else None
+    if resume == "never":
+        if existing:
+            raise ValueError(
+                f"{run_dir} already holds checkpoints ({existing[-1].name}); use "
+                "checkpoint.resume=auto to continue that run, or another checkpoint.path"
+            )
+        return None
+    path = Path(resume)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(f"resume={resume}: no checkpoint (ckpt_*.pt) in {path}")
+        return found
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"resume={resume!r} is neither auto, never, nor an existing checkpoint"
+        )
+    return path
+
+
+@dataclass
+class Progress:
+    """How far a run is.
+
+    Attributes:
+        step: optimiser steps done.
+        epoch: the current epoch.
+        batches_done: batches of the current epoch trained on.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0
+
+
+@dataclass
+class RunState:
+    """The live objects of a run whose state a checkpoint holds (see the module docstring).
+
+    Attributes:
+        arch: the model's registered architecture.
+        model: the encoder (its ``config`` is stored too).
+        loss: the loss module (learned GE2E scale and bias, AAM class centres).
+        optimizer: the optimiser.
+        scheduler: the learning-rate scheduler (only its position is restored: the schedule
+            itself comes from the config, so a run can be extended).
+        scaler: the gradient scaler of float16 training (disabled otherwise).
+        sampler: the batch sampler.
+        progress: step, epoch and batches done.
+    """
+
+    arch: str
+    model: SpeakerEncoder
+    loss: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    sampler: SpeakerBatchSampler
+    progress: Progress
+
+    def state_dict(
+        self,
+        rng: list[dict[str, Any]],
+        config: dict[str, Any],
+        train_data: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The checkpoint contents.
+
+        Args:
+            rng: every process's :func:`capture_rng_state`, by rank.
+            config: the run's config as a plain dict.
+            train_data: a summary of the training data (for the model card).
+
+        Returns:
+            The dict :func:`save_checkpoint` writes.
+        """
+        return {
+            "arch": self.arch,
+            "model_config": model_config_to_dict(self.model.config),
+            "model": self.model.state_dict(),
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(batches_done=self.progress.batches_done),
+            "step": self.progress.step,
+            "epoch": self.progress.epoch,
+            "rng": rng,
+            "world_size": len(rng),
+            "config": config,
+            "train_data": train_data,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path, rank: int = 0) -> None:
+        """Continue from a checkpoint: every object's state, the progress and this rank's RNG.
+
+        The RNG states are restored only when the checkpoint was written by as many processes
+        as this run has (otherwise a warning says the continuation is not bit-exact).
+
+        Args:
+            state: from :func:`load_checkpoint`.
+            source: where it was read (for messages).
+            rank: this process's rank.
+
+        Raises:
+            ValueError: the checkpoint holds another architecture or weights of other shapes.
+        """
+        if state["arch"] != self.arch:
+            raise ValueError(
+                f"checkpoint {source} holds a {state['arch']!r} model but the config trains "
+                f"{self.arch!r}"
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.loss.load_state_dict(state["loss"])
+        except RuntimeError as err:
+            raise ValueError(f"checkpoint {source} does not fit this config: {err}") from err
+        self.optimizer.load_state_dict(state["optimizer"])
+        scheduler_state = dict(state["scheduler"])
+        scheduler_state.pop("lr_lambdas", None)
+        self.scheduler.load_state_dict({**scheduler_state, "lr_lambdas": [None]})
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.progress.step = int(state["step"])
+        self.progress.epoch = int(state["epoch"])
+        self.progress.batches_done = int(state["sampler"]["batches_done"])
+        world_size = self.sampler.world_size
+        rng = state["rng"]
+        if len(rng) == world_size:
+            restore_rng_state(rng[rank])
+        else:
+            logger.warning(
+                "checkpoint was written by %d process(es), this run has %d: RNG states not "
+                "restored, so the continuation is not bit-exact",
+                len(rng),
+                world_size,
+            )
+        progress = self.progress
+        logger.info("resumed from %s at step %d (epoch %d)", source, progress.step, progress.epoch)
+
+
 def capture_rng_state() -> dict[str, Any]:
     """This process's Python, NumPy, torch and CUDA RNG states, as plain values and tensors."""
     np_state = np.random.get_state(legacy=False)
@@ -169,9 +365,9 @@ def export_checkpoint(
         FileNotFoundError: ``checkpoint`` does not exist.
         ValueError: not a training checkpoint, or its weights do not fit its architecture.
     """
-    from voxvec import __version__
-    from voxvec.pretrained import save_bundle
-    from voxvec.registry import create_model
+    from voxvec._version import __version__
+    from voxvec.models import create_model
+    from voxvec.weights import save_bundle
 
     state = load_checkpoint(checkpoint)
     model = create_model(state["arch"], state["model_config"])
@@ -180,12 +376,14 @@ def export_checkpoint(
     except RuntimeError as err:
         raise ValueError(f"weights in {checkpoint} do not fit {state['arch']}: {err}") from err
     model.eval()
-    config = state.get("config", {})
+    loss = state.get("config", {}).get("loss")
     info: dict[str, Any] = {
         "arch": state["arch"],
         "steps": int(state["step"]),
         "epoch": int(state["epoch"]),
-        "loss": config.get("loss"),
+        # The loss section's kind; checkpoints written before the config was nested hold the
+        # objective's name itself.
+        "loss": loss.get("kind") if isinstance(loss, dict) else loss,
         "train_data": state.get("train_data", {}),
         "trained_with": f"voxvec {__version__}",
         "source_checkpoint": Path(checkpoint).name,
@@ -193,6 +391,6 @@ def export_checkpoint(
     info.update(metadata or {})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_bundle(model, out, metadata=info)
+    save_bundle(model, out, card=info)
     logger.info("exported %s (%s, %d steps) to %s", checkpoint, state["arch"], info["steps"], out)
     return out

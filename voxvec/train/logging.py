@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,28 @@ import torch
 from torch import Tensor
 
 logger = logging.getLogger("voxvec.train")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """How often a run logs.
+
+    Attributes:
+        interval: steps between tensorboard scalars (loss, lr, grad norm, speed).
+        console_interval: steps between console log lines.
+
+    Raises:
+        ValueError: an interval below 1.
+    """
+
+    interval: int = 25
+    console_interval: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "console_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"log.{name} must be >= 1, got {getattr(self, name)}")
+
 
 # Distinct, colour-blind-friendly point colours (Okabe-Ito, then Tableau), RGB 0-255.
 _PALETTE = np.array(

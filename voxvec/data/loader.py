@@ -1,0 +1,178 @@
+"""The training data pipeline: manifest -> dataset -> N x M batch sampler -> DataLoader.
+
+:class:`DataConfig` is the ``data`` section of a training config; :func:`training_data` builds
+from it the pieces a training loop iterates over:
+
+- :class:`~voxvec.data.dataset.UtteranceDataset` decoding ``train_csv`` in DataLoader workers
+  (optionally through the on-disk cache), wrapped in
+  :class:`~voxvec.data.speed.SpeedSpeakerDataset` with ``speed_speakers``;
+- :class:`~voxvec.data.sampler.SpeakerBatchSampler`: batches of N speakers x M utterances, each
+  rank its own shard;
+- :class:`~voxvec.data.collate.TrainCollate`: one random crop length per batch, then
+  augmentation.
+
+Every random draw is seeded by ``seed`` and the sampler position, so a resumed run reads the same
+batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from voxvec.data.augment import AugmentConfig, Augmenter
+from voxvec.data.collate import CropCollate, TrainCollate
+from voxvec.data.dataset import UtteranceDataset
+from voxvec.data.manifest import ManifestItem, read_manifest
+from voxvec.data.sampler import SpeakerBatchSampler
+from voxvec.data.speed import SpeedSpeakerDataset, check_speed_factors
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What a training run reads and how it batches it.
+
+    Attributes:
+        train_csv: training manifest (path,speaker CSV); required to train.
+        n_speakers: speakers per batch N (per process).
+        n_utterances: utterances per speaker M; a batch is N x M crops. GE2E needs M >= 2; for
+            AAM alone M = 1 with a large N gives a plain shuffled batch of distinct speakers.
+        min_crop_s: shortest random crop in seconds (one length per batch).
+        max_crop_s: longest random crop in seconds.
+        speed_speakers: add speed-perturbed copies of the training data, each speed counted as
+            a new speaker.
+        speed_factors: speed factors of speed_speakers (1.0, the original data, is always
+            included).
+        augment: on-the-fly augmentation (all off by default).
+        num_workers: DataLoader worker processes decoding audio (0 = in the main one).
+        cache_dir: on-disk cache of decoded, resampled audio; null disables it.
+
+    Raises:
+        ValueError: a non-positive batch size or crop, ``min_crop_s > max_crop_s``, a negative
+            worker count or a speed factor that is not positive or equals 1.
+    """
+
+    train_csv: str = ""
+    n_speakers: int = 8
+    n_utterances: int = 6
+    min_crop_s: float = 2.0
+    max_crop_s: float = 8.0
+    speed_speakers: bool = False
+    speed_factors: tuple[float, ...] = (0.9, 1.1)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    num_workers: int = 4
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_speakers < 1 or self.n_utterances < 1:
+            raise ValueError(
+                f"data.n_speakers and data.n_utterances must be >= 1, got {self.n_speakers} "
+                f"and {self.n_utterances}"
+            )
+        if not 0 < self.min_crop_s <= self.max_crop_s:
+            raise ValueError(
+                f"need 0 < data.min_crop_s <= data.max_crop_s, got {self.min_crop_s}, "
+                f"{self.max_crop_s}"
+            )
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        try:
+            check_speed_factors(self.speed_factors)
+        except ValueError as err:
+            raise ValueError(f"data.speed_factors: {err}") from None
+
+
+@dataclass
+class TrainData:
+    """The built pipeline.
+
+    Attributes:
+        items: the training manifest's items.
+        dataset: what the sampler indexes (``labels``, ``speakers``).
+        sampler: the N x M batch sampler (resumable: ``state_dict`` / ``load_state_dict``).
+        loader: the DataLoader yielding :class:`~voxvec.data.collate.TrainCollate` batches.
+    """
+
+    items: list[ManifestItem]
+    dataset: UtteranceDataset | SpeedSpeakerDataset
+    sampler: SpeakerBatchSampler
+    loader: DataLoader[Any]
+
+    def summary(self) -> dict[str, Any]:
+        """What the run trained on, for checkpoints and model cards."""
+        return {
+            "n_files": len(self.items),
+            "n_speakers": len({item.speaker for item in self.items}),
+            "n_classes": len(self.dataset.speakers),
+        }
+
+
+def training_data(
+    config: DataConfig,
+    sample_rate: int,
+    min_samples: int,
+    *,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> TrainData:
+    """Build the training data pipeline of ``config`` for a model.
+
+    The crop lengths are checked against the model before the manifest is read.
+
+    Args:
+        config: the data section.
+        sample_rate: the model's sample rate in Hz (audio is decoded to it).
+        min_samples: the model's shortest input in samples.
+        seed: seed of sampling, crops, windows and augmentation.
+        rank: this process's rank (its shard of the batches).
+        world_size: number of data-parallel processes.
+        pin_memory: pin batches for faster host-to-GPU copies.
+
+    Returns:
+        The :class:`TrainData`.
+
+    Raises:
+        ValueError: ``min_crop_s`` shorter than the model's minimum input, too few speakers for
+            a batch.
+        FileNotFoundError: the manifest, or ``augment.noise_dir``, does not exist.
+    """
+    min_crop = round(config.min_crop_s * sample_rate)
+    if min_crop < min_samples:
+        raise ValueError(
+            f"data.min_crop_s={config.min_crop_s} is shorter than the model's minimum input "
+            f"({min_samples} samples at {sample_rate} Hz)"
+        )
+    items = read_manifest(config.train_csv)
+    base = UtteranceDataset(
+        items,
+        sample_rate,
+        cache_dir=config.cache_dir,
+        max_load_s=2 * config.max_crop_s,
+        seed=seed,
+    )
+    dataset = SpeedSpeakerDataset(base, config.speed_factors) if config.speed_speakers else base
+    sampler = SpeakerBatchSampler(
+        dataset.labels,
+        config.n_speakers,
+        config.n_utterances,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    augmenter = Augmenter(config.augment, sample_rate) if config.augment.enabled else None
+    crop = CropCollate(min_crop, round(config.max_crop_s * sample_rate), seed)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=TrainCollate(crop, augmenter, seed),
+        num_workers=config.num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=config.num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return TrainData(items, dataset, sampler, loader)
