@@ -17,13 +17,14 @@ Vocabulary (the same in the API, the CLI and configs):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads PRECISIONS without it
+    import numpy as np
+    import torch
+    from torch import Tensor
 
-from voxvec.audio.windows import pad_batch
-from voxvec.models.base import SpeakerEncoder
+    from voxvec.models.base import SpeakerEncoder
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 """Inference precisions: what ``precision=`` and ``--precision`` accept."""
@@ -42,6 +43,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         ValueError: a CUDA device is requested but CUDA is not available, or the name is not a
             device.
     """
+    import torch
+
     if device is None or device == AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -60,6 +63,8 @@ def native_bfloat16(device: torch.device) -> bool:
     AVX512-BF16 instructions (recent Intel Xeons, AMD Zen 4 and later). Elsewhere bfloat16 is
     emulated and slower than float32.
     """
+    import torch
+
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     if device.type != "cpu":
@@ -85,6 +90,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter (the CPU for a model without parameters)."""
+    import torch
+
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
@@ -116,6 +123,10 @@ def embed_waveforms(
         ValueError: ``batch_size < 1``, an unknown precision, or a waveform the model rejects
             (not 1-D, or too short).
     """
+    import torch
+
+    from voxvec.audio.windows import pad_batch
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = model_device(model)

@@ -27,7 +27,7 @@ print("exit", code, "imported", ",".join(m for m in ("torch", "numpy") if m in s
 # Commands whose options come from modules that import torch at module level today: the
 # precision and VAD vocabularies (voxvec.inference, voxvec.audio.vad) and the training config
 # (voxvec.train.config -> voxvec.data.augment). Strict: the marker fails once they no longer do.
-TORCH_AT_HELP = {"embed", "similarity", "eval", "train"}
+TORCH_AT_HELP = {"train"}
 
 
 def probe(*argv: str) -> tuple[str, list[str]]:

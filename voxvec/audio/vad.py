@@ -31,7 +31,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import torch
 
 from voxvec.audio.io import _check_rate, check_waveform, resample
 
@@ -197,6 +196,8 @@ def _clean(spans: list[tuple[int, int]], n_samples: int, sample_rate: int) -> li
 @lru_cache(maxsize=1)
 def _silero() -> tuple[Any, Any, threading.Lock]:
     """The Silero model, its timestamp function and a lock (the model carries state)."""
+    import torch  # here, not at module level: `voxvec COMMAND --help` reads METHODS without it
+
     n_threads = torch.get_num_threads()
     try:
         from silero_vad import get_speech_timestamps, load_silero_vad
@@ -217,6 +218,8 @@ def _silero() -> tuple[Any, Any, threading.Lock]:
 def _silero_segments(wav: np.ndarray, sample_rate: int) -> list[tuple[int, int]]:
     model, get_speech_timestamps, lock = _silero()
     vad_rate = sample_rate if sample_rate in _SILERO_RATES else 16000
+    import torch
+
     audio = torch.from_numpy(resample(wav, sample_rate, vad_rate))
     with lock:
         found = get_speech_timestamps(
