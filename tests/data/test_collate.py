@@ -115,3 +115,28 @@ def test_loader_batches_do_not_depend_on_workers(tmp_path: Path) -> None:
         assert all(torch.equal(a[key], b[key]) for key in ("wav", "lengths", "speaker", "index"))
         speakers = a["speaker"].view(2, 4)
         assert (speakers == speakers[:, :1]).all() and speakers[0, 0] != speakers[1, 0]
+
+
+def test_train_collate_augments_as_a_function_of_the_batch_items() -> None:
+    from voxvec.data.augment import AugmentConfig, Augmenter
+    from voxvec.data.collate import TrainCollate
+
+    gen = torch.Generator().manual_seed(0)
+    items = [
+        {"wav": 0.1 * torch.randn(16000, generator=gen), "speaker": i % 3, "index": i}
+        for i in range(12)
+    ]
+    augment = Augmenter(AugmentConfig(gain_prob=1.0, reverb_prob=0.5), 16000)
+    collate = TrainCollate(CropCollate(8000, 12000, seed=1), augment, seed=1)
+    a = collate([items[i] for i in (0, 5, 9)])
+    b = collate([items[i] for i in (0, 5, 9)])
+    c = collate([items[i] for i in (0, 5, 10)])
+    assert torch.equal(a["wav"], b["wav"]) and torch.equal(a["lengths"], b["lengths"])
+    assert not torch.equal(a["wav"][0], c["wav"][0])
+    plain = TrainCollate(CropCollate(8000, 12000, seed=1), None, seed=1)(
+        [items[i] for i in (0, 5, 9)]
+    )
+    # The same crops, then augmentation on top.
+    assert torch.equal(plain["lengths"], a["lengths"])
+    assert plain["speaker"].tolist() == a["speaker"].tolist() == [0, 2, 0]
+    assert not np.allclose(plain["wav"].numpy(), a["wav"].numpy())
