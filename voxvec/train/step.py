@@ -18,12 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from voxvec import runtime
 from voxvec.losses.combined import SpeakerLoss
 from voxvec.models.base import SpeakerEncoder
+from voxvec.runtime import PRECISIONS as RUNTIME_PRECISIONS
+from voxvec.runtime import resolve_precision as resolve_runtime_precision
 from voxvec.train.schedule import SCHEDULES, LRSchedule
 
-PRECISIONS = (*runtime.PRECISIONS, "float16")
+PRECISIONS = (*RUNTIME_PRECISIONS, "float16")
 _AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -41,7 +42,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         ValueError: an unknown precision, or float16 on a device other than CUDA.
     """
     if precision != "float16":
-        return runtime.resolve_precision(precision, device)
+        return resolve_runtime_precision(precision, device)
     if device.type != "cuda":
         raise ValueError(
             f"precision=float16 needs a CUDA device, not {device}; use auto, bfloat16 or float32"
