@@ -11,10 +11,19 @@ from typing import Any
 
 from voxvec import registry
 from voxvec.config import config_from_dict, config_to_dict
-from voxvec.models import convgru, ecapa, frontends, gru
+from voxvec.models import campplus, convgru, ecapa, frontends, gru
 from voxvec.models.base import SpeakerEncoder
 
-__all__ = ["SpeakerEncoder", "convgru", "create_model", "ecapa", "frontends", "gru", "list_models"]
+__all__ = [
+    "SpeakerEncoder",
+    "campplus",
+    "convgru",
+    "create_model",
+    "ecapa",
+    "frontends",
+    "gru",
+    "list_models",
+]
 
 
 def list_models() -> list[str]:

@@ -15,6 +15,10 @@ Registered here:
   :data:`~voxvec.audio.features.LOGMEL_16K` (voxvec's default model's).
 - ``"waveform"`` (config :class:`WaveformConfig`): the waveform itself, ``(B, T)``, for models
   that learn their own filters.
+- ``"kaldi_fbank"`` (config :class:`~voxvec.audio.kaldi.KaldiFbankConfig`): Kaldi-compatible log
+  mel filterbanks ``(B, n_frames, n_mels)`` (:func:`voxvec.audio.kaldi.kaldi_fbank`), the input of
+  models trained with Kaldi, 3D-Speaker or WeSpeaker recipes; preset
+  :data:`~voxvec.audio.kaldi.KALDI_FBANK_80` (3D-Speaker's CAM++).
 
 A front-end has no parameters and no persistent buffers, so it never appears in a state dict.
 """
@@ -29,6 +33,7 @@ from torch import Tensor, nn
 
 from voxvec import registry
 from voxvec.audio.features import MelConfig, frame_lengths, log_mel
+from voxvec.audio.kaldi import KaldiFbankConfig, fbank_frame_lengths, kaldi_fbank
 
 
 class Frontend(nn.Module):
@@ -162,3 +167,29 @@ class Waveform(Frontend):
         """The waveforms, zero past each item's length, and ``lengths``."""
         valid = torch.arange(wav.shape[1], device=wav.device)[None] < lengths[:, None]
         return wav * valid, lengths
+
+
+@registry.register_frontend("kaldi_fbank")
+class KaldiFbank(Frontend):
+    """Kaldi log mel filterbanks ``(B, n_frames, n_mels)`` (see :mod:`voxvec.audio.kaldi`)."""
+
+    config_class = KaldiFbankConfig
+    config: KaldiFbankConfig
+
+    @property
+    def min_samples(self) -> int:
+        """Fewest samples that give one frame: one window."""
+        return self.config.min_samples
+
+    @property
+    def n_mels(self) -> int:
+        """Feature size: mel bins per frame."""
+        return self.config.n_mels
+
+    def output_lengths(self, n_samples: Tensor) -> Tensor:
+        """Frames for waveforms of ``n_samples``."""
+        return fbank_frame_lengths(n_samples, self.config)
+
+    def compute(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, n_frames, n_mels)`` filterbanks and ``(B,)`` frame counts."""
+        return kaldi_fbank(wav, self.config, lengths)

@@ -11,6 +11,13 @@ name (e.g. the original training script's ``train.TrainConfig``) becomes an iner
 dict of the original wrapper (``model.rnn_stack.*``, ``model.projection.*``); the ConvGRU files
 are dicts whose ``model_state_dict`` already uses voxvec's names (``conv_encoder.*``, ``rnn.*``,
 ``head.*``). The architecture is told from the top-level module names.
+
+``"3dspeaker"``: 3D-Speaker's CAM++ checkpoints (github.com/modelscope/3D-Speaker), plain state
+dicts of its ``CAMPPlus`` module (``head.*`` for the 2-D front module, ``xvector.*`` for the rest),
+read with ``torch.load(..., weights_only=True)`` and renamed to :mod:`voxvec.models.campplus`'s
+parameters by :data:`CAMPPLUS_KEY_RENAMES`.
+
+:func:`detect_converter` tells which converter reads a file, by content.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import codecs
 import logging
 import os
 import pickle
+import re
 import types
 import zipfile
 from collections import OrderedDict
@@ -223,6 +231,126 @@ def read_rf5(path: str | os.PathLike) -> tuple[str, dict[str, Tensor]]:
     return rf5_arch(state_dict, f"'{path}'"), state_dict
 
 
+CAMPPLUS_KEY_RENAMES: tuple[tuple[str, str], ...] = (
+    (r"head\.", "fcm."),
+    (r"xvector\.tdnn\.linear\.", "tdnn.conv."),
+    (r"xvector\.tdnn\.nonlinear\.batchnorm\.", "tdnn.norm."),
+    (r"xvector\.block(\d+)\.tdnnd(\d+)\.nonlinear1\.batchnorm\.", "blocks.{}.layers.{}.norm1."),
+    (r"xvector\.block(\d+)\.tdnnd(\d+)\.linear1\.", "blocks.{}.layers.{}.conv1."),
+    (r"xvector\.block(\d+)\.tdnnd(\d+)\.nonlinear2\.batchnorm\.", "blocks.{}.layers.{}.norm2."),
+    (
+        r"xvector\.block(\d+)\.tdnnd(\d+)\.cam_layer\.linear_local\.",
+        "blocks.{}.layers.{}.cam.local.",
+    ),
+    (
+        r"xvector\.block(\d+)\.tdnnd(\d+)\.cam_layer\.linear1\.",
+        "blocks.{}.layers.{}.cam.context_down.",
+    ),
+    (
+        r"xvector\.block(\d+)\.tdnnd(\d+)\.cam_layer\.linear2\.",
+        "blocks.{}.layers.{}.cam.context_up.",
+    ),
+    (r"xvector\.transit(\d+)\.nonlinear\.batchnorm\.", "transits.{}.norm."),
+    (r"xvector\.transit(\d+)\.linear\.", "transits.{}.conv."),
+    (r"xvector\.out_nonlinear\.batchnorm\.", "out_norm."),
+    (r"xvector\.dense\.linear\.", "embedding."),
+    (r"xvector\.dense\.nonlinear\.batchnorm\.", "embedding_norm."),
+)
+"""3D-Speaker CAM++ key prefix (regex) -> voxvec prefix; its 1-based block, layer and transition
+numbers become 0-based list indices."""
+
+_CAMPPLUS_RENAMES = tuple((re.compile(pattern), target) for pattern, target in CAMPPLUS_KEY_RENAMES)
+
+
+def _campplus_key(key: str, source: str) -> str:
+    for pattern, target in _CAMPPLUS_RENAMES:
+        match = pattern.match(key)
+        if match is not None:
+            indices = (int(g) - 1 for g in match.groups())
+            return target.format(*indices) + key[match.end() :]
+    raise ValueError(
+        f"{source}: parameter {key!r} is not one of a 3D-Speaker CAM++ model "
+        "(expected head.*, xvector.tdnn.*, xvector.blockN.tdnndM.*, xvector.transitN.*, "
+        "xvector.out_nonlinear.*, xvector.dense.*)"
+    )
+
+
+def looks_like_3dspeaker_campplus(checkpoint: Any) -> bool:
+    """Whether ``checkpoint`` is a plain state dict of 3D-Speaker's CAM++ (by its key names)."""
+    return (
+        isinstance(checkpoint, Mapping)
+        and "xvector.tdnn.linear.weight" in checkpoint
+        and all(isinstance(k, str) and k.startswith(("head.", "xvector.")) for k in checkpoint)
+    )
+
+
+def campplus_state_dict(checkpoint: Any, source: str) -> dict[str, Tensor]:
+    """voxvec ``campplus`` state dict from a 3D-Speaker CAM++ state dict.
+
+    Args:
+        checkpoint: the loaded file: parameter name -> tensor, with 3D-Speaker's names
+            (a ``module.`` prefix, as written by DistributedDataParallel, is dropped).
+        source: the file, for error messages.
+
+    Returns:
+        Parameter name -> tensor with :class:`voxvec.models.campplus.CAMPPlus`'s names; the
+        embedding layer's ``(D, 2C, 1)`` convolution weight becomes a ``(D, 2C)`` linear weight.
+
+    Raises:
+        ValueError: not a state dict of tensors, or a key that is not one of CAM++.
+    """
+    if not isinstance(checkpoint, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in checkpoint.items()
+    ):
+        raise ValueError(
+            f"{source}: expected a state dict (parameter name -> tensor) of a 3D-Speaker CAM++ "
+            f"model, got {type(checkpoint).__name__}"
+        )
+    state = {_campplus_key(k, source): v for k, v in normalize_keys(checkpoint).items()}
+    weight = state.get("embedding.weight")
+    if weight is not None and weight.dim() == 3:
+        state["embedding.weight"] = weight.squeeze(-1)
+    return state
+
+
+def _load_weights_only(path: str | os.PathLike, mmap: bool = False) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: '{path}'")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as e:
+        raise ValueError(
+            f"cannot read '{path}' as a plain PyTorch state dict (weights_only): {e}"
+        ) from e
+
+
+def read_3dspeaker(path: str | os.PathLike) -> tuple[str, dict[str, Tensor]]:
+    """``("campplus", state_dict)`` of a 3D-Speaker CAM++ checkpoint (a plain state dict).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: not a plain state dict, or not one of a CAM++ model.
+    """
+    return "campplus", campplus_state_dict(_load_weights_only(path), f"'{path}'")
+
+
+def detect_converter(path: str | os.PathLike) -> str:
+    """The name of the converter that reads ``path`` (not a voxvec bundle), told by content.
+
+    A plain state dict with 3D-Speaker CAM++ key names is ``"3dspeaker"``; anything else is left
+    to ``"rf5"`` (whose reader explains what it could not read).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    try:
+        checkpoint = _load_weights_only(path, mmap=True)
+    except ValueError:  # not a zip-format plain state dict: RF5 pickles name their own classes
+        return "rf5"
+    return "3dspeaker" if looks_like_3dspeaker_campplus(checkpoint) else "rf5"
+
+
 @dataclass(frozen=True)
 class Converter:
     """A foreign checkpoint format.
@@ -246,6 +374,11 @@ CONVERTERS: Mapping[str, Converter] = types.MappingProxyType(
                 "rf5",
                 "original 'simple speaker embeddings' release files (GRU and ConvGRU pickles)",
                 read_rf5,
+            ),
+            Converter(
+                "3dspeaker",
+                "3D-Speaker CAM++ checkpoints (plain state dicts, e.g. campplus_cn_en_common.pt)",
+                read_3dspeaker,
             ),
         )
     }

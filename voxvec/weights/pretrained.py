@@ -8,7 +8,11 @@
 - a path to a voxvec bundle (:mod:`voxvec.weights.bundle`): weights, config and model card in one
   ``.safetensors`` file;
 - a path to a file of a foreign format that a converter reads (:mod:`voxvec.weights.converters`:
-  the original "simple speaker embeddings" release files), detected by content.
+  the original "simple speaker embeddings" release files, 3D-Speaker CAM++ state dicts), detected
+  by content.
+
+Downloaded files live in ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``);
+offline, copy a model's file there (or pass its path to :func:`load_model`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 
 from voxvec.models import SpeakerEncoder, create_model
 from voxvec.weights.bundle import load_bundle
-from voxvec.weights.converters import get_converter
+from voxvec.weights.converters import detect_converter, get_converter
 from voxvec.weights.state import load_state_dict_strict
 
 logger = logging.getLogger(__name__)
@@ -37,7 +41,37 @@ DEFAULT_MODEL = "voxvec-default"
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
 _RF5_RELEASES = "https://github.com/RF5/simple-speaker-embedding/releases/download"
+_CAMPPLUS_ZH_EN = "iic/speech_campplus_sv_zh_en_16k-common_advanced"
 _PATH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+
+
+_CAMPPLUS_ZH_EN_CARD: Mapping[str, Any] = {
+    "architecture": (
+        "campplus (CAM++: 2-D residual front module, strided TDNN, 3 densely connected blocks of "
+        "12/24/16 context-aware-masking layers, statistics pooling, 192-d)"
+    ),
+    "input": (
+        "16 kHz mono waveform -> 80-bin Kaldi log mel filterbank (25 ms Povey window, 10 ms hop, "
+        "pre-emphasis 0.97, DC removal, snipped edges, no dither, 20 Hz-Nyquist), per-utterance "
+        "mean subtracted"
+    ),
+    "origin": (
+        f"ModelScope {_CAMPPLUS_ZH_EN}, file campplus_cn_en_common.pt, unchanged (a plain state "
+        "dict, converted on load by the '3dspeaker' converter); code and paper: Wang et al., "
+        "'CAM++: A Fast and Efficient Network for Speaker Verification Using Context-Aware "
+        "Masking', Interspeech 2023 (arXiv 2303.00332), github.com/modelscope/3D-Speaker"
+    ),
+    "licence": (
+        "Apache-2.0; copyright 3D-Speaker, Alibaba DAMO Academy (github.com/modelscope/3D-Speaker)"
+        "; voxvec re-implements the architecture and reads the weights unchanged"
+    ),
+    "training": {
+        "data": (
+            "as published by its authors: a large Mandarin + English speaker corpus (the "
+            "'common advanced' zh_en model); none of voxvec's data"
+        ),
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +93,8 @@ class PretrainedSpec:
             when not pinned.
         converter: the name of the converter that reads the file (see
             :data:`voxvec.weights.converters.CONVERTERS`); None: the file is a voxvec bundle.
+        card_fields: further model-card fields of a converted file (bundles carry their own
+            card): licence, training data, thresholds, held-out results ...
     """
 
     name: str
@@ -72,6 +108,7 @@ class PretrainedSpec:
     asset: str | None = None
     sha256: str | None = None
     converter: str | None = None
+    card_fields: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.asset is None):
@@ -104,6 +141,7 @@ class PretrainedSpec:
             "n_params": self.n_params,
             "description": self.description,
             "source": self.source,
+            **self.card_fields,
         }
 
 
@@ -162,6 +200,23 @@ _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
                     "ships inside the package"
                 ),
                 asset="voxvec-default.safetensors",
+            ),
+            PretrainedSpec(
+                name="campplus-zh-en",
+                arch="campplus",
+                sample_rate=16000,
+                frontend="kaldi_fbank",
+                n_params=6_848_544,
+                description=(
+                    "3D-Speaker CAM++ 'zh_en 16k common advanced' (Alibaba DAMO Academy, "
+                    "Apache-2.0) on 80-bin Kaldi filterbanks, 192-d; trained by its authors on a "
+                    "large Mandarin + English speaker corpus; downloaded once (28 MB)"
+                ),
+                url=f"https://modelscope.cn/models/{_CAMPPLUS_ZH_EN}/resolve/master/"
+                "campplus_cn_en_common.pt",
+                sha256="92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
+                converter="3dspeaker",
+                card_fields=_CAMPPLUS_ZH_EN_CARD,
             ),
         )
     }
@@ -272,8 +327,9 @@ def load_model(
 
     Args:
         name_or_path: a name from :func:`list_pretrained`; a path to a bundle; a path to an
-            original RF5 release file or a PyTorch state dict of a ``gru``/``convgru`` model
-            (detected by content); None for the default model (:data:`DEFAULT_MODEL`).
+            original RF5 release file, a PyTorch state dict of a ``gru``/``convgru`` model or a
+            3D-Speaker CAM++ checkpoint (detected by content); None for the default model
+            (:data:`DEFAULT_MODEL`).
         progress: show a progress bar while downloading.
 
     Returns:
@@ -295,7 +351,7 @@ def load_model(
         if _is_safetensors(path):
             model, card = load_bundle(path)
         else:
-            model, card = _convert(path, "rf5", None, {}), {}
+            model, card = _convert(path, detect_converter(path), None, {}), {}
         return model, {"arch": model.arch, "source": str(path), **card}
     text = os.fspath(name_or_path)
     if path.exists():

@@ -1,0 +1,326 @@
+"""CAM++: densely connected TDNN with context-aware masking, on Kaldi filterbanks.
+
+Wang et al., "CAM++: A Fast and Efficient Network for Speaker Verification Using Context-Aware
+Masking", Interspeech 2023 (arXiv 2303.00332); the architecture of 3D-Speaker's public CAM++
+checkpoints (github.com/modelscope/3D-Speaker, Apache-2.0), written for voxvec:
+
+- FCM, a 2-D residual front module: a 3x3 convolution and two stages of two residual blocks on
+  ``(frequency, time)``, each stage and a last 3x3 convolution halving the frequency axis only
+  (80 bins -> 10), flattened to ``channels x bins`` per frame;
+- a strided TDNN layer (kernel 5, stride 2: 50 frames/s);
+- three densely connected blocks of CAM layers (each: BN-ReLU, 1x1 bottleneck, BN-ReLU, a dilated
+  convolution gated by a context mask computed from the utterance mean plus the mean of the
+  frame's 100-frame segment), each followed by a BN-ReLU-1x1 transition halving the channels;
+- BN-ReLU, statistics pooling (mean and unbiased standard deviation) and a linear embedding
+  layer with a non-affine batch norm; voxvec L2-normalises the result.
+
+Padding never changes an embedding: every convolution with a time context reads zeros past
+each item's frames, as it would alone, and every mean (the utterance and segment contexts of the
+masks, the statistics pooling) runs over valid frames only, accumulated in float32. The context
+masks are computed once per segment (they are constant within one), not once per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from voxvec.audio.kaldi import KALDI_FBANK_80, KaldiFbankConfig
+from voxvec.models.base import SpeakerEncoder, length_mask
+from voxvec.models.layers import resolve_lengths
+from voxvec.registry import register_model
+
+
+@dataclass(frozen=True)
+class CAMPPlusConfig:
+    """Hyper-parameters of :class:`CAMPPlus`; the defaults are those of 3D-Speaker's checkpoints.
+
+    Attributes:
+        frontend: the Kaldi filterbank front-end (``frontend.n_mels`` bins, a multiple of 8).
+        fcm_channels: channels of the 2-D front module.
+        fcm_blocks: residual blocks in each of its two frequency-halving stages.
+        init_channels: output channels of the TDNN layer.
+        tdnn_kernel: kernel of the TDNN layer (odd; stride 2).
+        growth_rate: channels each CAM layer adds to its block.
+        bottleneck_factor: a CAM layer's bottleneck is ``bottleneck_factor * growth_rate`` wide.
+        block_layers: CAM layers per dense block (the number of blocks).
+        block_kernels: kernel of each block's dilated convolutions (odd).
+        block_dilations: dilation of each block's convolutions.
+        cam_reduction: the context mask's hidden layer is the bottleneck width divided by this.
+        segment_frames: length of the segments whose means give the local context, in frames of
+            the TDNN rate.
+        embed_dim: output embedding size D.
+    """
+
+    frontend: KaldiFbankConfig = KALDI_FBANK_80
+    fcm_channels: int = 32
+    fcm_blocks: tuple[int, ...] = field(default=(2, 2))
+    init_channels: int = 128
+    tdnn_kernel: int = 5
+    growth_rate: int = 32
+    bottleneck_factor: int = 4
+    block_layers: tuple[int, ...] = field(default=(12, 24, 16))
+    block_kernels: tuple[int, ...] = field(default=(3, 3, 3))
+    block_dilations: tuple[int, ...] = field(default=(1, 2, 2))
+    cam_reduction: int = 2
+    segment_frames: int = 100
+    embed_dim: int = 192
+
+    def __post_init__(self) -> None:
+        if self.frontend.n_mels % 8:
+            raise ValueError(
+                f"frontend.n_mels must be a multiple of 8 (the front module halves it 3 times), "
+                f"got {self.frontend.n_mels}"
+            )
+        if len(self.fcm_blocks) != 2 or min(self.fcm_blocks) < 1:
+            raise ValueError(f"fcm_blocks must be 2 positive counts, got {self.fcm_blocks}")
+        n_blocks = len(self.block_layers)
+        if n_blocks == 0 or {len(self.block_kernels), len(self.block_dilations)} != {n_blocks}:
+            raise ValueError(
+                "block_layers, block_kernels and block_dilations must be non-empty and of one "
+                f"length, got {self.block_layers}, {self.block_kernels}, {self.block_dilations}"
+            )
+        kernels = (self.tdnn_kernel, *self.block_kernels)
+        if any(k % 2 == 0 or k < 1 for k in kernels):
+            raise ValueError(f"tdnn_kernel and block_kernels must be odd, got {kernels}")
+        if self.segment_frames < 1:
+            raise ValueError(f"segment_frames must be positive, got {self.segment_frames}")
+
+
+class _ResBlock2d(nn.Module):
+    """3x3 conv-BN-ReLU, 3x3 conv-BN, plus a (1x1 conv-BN) shortcut, ReLU; stride on frequency."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=(stride, 1), padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=(stride, 1), bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``x`` (B, C, F, T) zero past each item's frames; ``mask`` (B, 1, 1, T)."""
+        out = F.relu(self.bn1(self.conv1(x))) * mask
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x)) * mask
+
+
+class _FCM(nn.Module):
+    """The 2-D front module: (B, F, T) filterbanks -> (B, channels * F / 8, T)."""
+
+    def __init__(self, channels: int, n_blocks: tuple[int, ...]) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.layer1 = nn.ModuleList(
+            [_ResBlock2d(channels, channels, 2 if i == 0 else 1) for i in range(n_blocks[0])]
+        )
+        self.layer2 = nn.ModuleList(
+            [_ResBlock2d(channels, channels, 2 if i == 0 else 1) for i in range(n_blocks[1])]
+        )
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=(2, 1), padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``x`` (B, F, T) zero past each item's frames; ``mask`` (B, 1, 1, T)."""
+        h = F.relu(self.bn1(self.conv1(x[:, None]))) * mask  # (B, C, F, T)
+        for block in (*self.layer1, *self.layer2):
+            h = block(h, mask)
+        h = F.relu(self.bn2(self.conv2(h)))  # (B, C, F / 8, T)
+        return h.flatten(1, 2)  # (B, C * F / 8, T)
+
+
+class _Context:
+    """Masks and averaging weights at the TDNN frame rate, shared by every CAM layer.
+
+    Attributes:
+        mask: ``(B, 1, T)`` 1 on valid frames, in the compute dtype.
+        averages: ``(B, T, S + 1)``: a frame's weight in its segment's mean (columns ``:S``,
+            over valid frames of the segment) and in the utterance mean (column ``S``).
+        segment_of_frame: ``(T,)`` the segment of each frame.
+    """
+
+    def __init__(self, lengths: Tensor, n_frames: int, segment_frames: int, dtype: torch.dtype):
+        device = lengths.device
+        valid = length_mask(lengths, lengths.shape[0], n_frames, device)  # (B, T)
+        self.mask = valid[:, None].to(dtype)
+        self.segment_of_frame = torch.arange(n_frames, device=device) // segment_frames
+        n_segments = int(self.segment_of_frame[-1]) + 1
+        member = F.one_hot(self.segment_of_frame, n_segments).float() * valid[..., None]
+        counts = member.sum(1, keepdim=True).clamp(min=1.0)  # (B, 1, S)
+        whole = valid.float()[..., None] / lengths.float()[:, None, None]  # (B, T, 1)
+        self.averages = torch.cat([member / counts, whole], dim=-1)
+
+
+class _CAMLayer(nn.Module):
+    """A dilated convolution whose output is gated by a mask of the utterance + segment context."""
+
+    def __init__(
+        self, channels: int, c_out: int, kernel: int, dilation: int, reduction: int
+    ) -> None:
+        super().__init__()
+        padding = (kernel - 1) // 2 * dilation
+        self.local = nn.Conv1d(
+            channels, c_out, kernel, padding=padding, dilation=dilation, bias=False
+        )
+        self.context_down = nn.Conv1d(channels, channels // reduction, 1)
+        self.context_up = nn.Conv1d(channels // reduction, c_out, 1)
+
+    def forward(self, x: Tensor, ctx: _Context) -> Tensor:
+        """``x`` (B, C, T), any values past each item's frames -> (B, c_out, T)."""
+        x = x * ctx.mask
+        # Each segment's mean plus the utterance mean: (B, C, S), accumulated in float32.
+        means = torch.matmul(x.float(), ctx.averages)
+        context = means[..., :-1] + means[..., -1:]
+        gate = torch.sigmoid(self.context_up(F.relu(self.context_down(context.to(x.dtype)))))
+        return self.local(x) * gate.index_select(-1, ctx.segment_of_frame).to(x.dtype)
+
+
+class _CAMDenseLayer(nn.Module):
+    """BN-ReLU, 1x1 bottleneck conv, BN-ReLU, CAM layer: ``growth_rate`` new channels."""
+
+    def __init__(self, c_in: int, growth: int, bottleneck: int, kernel: int, dilation: int,
+                 reduction: int) -> None:  # fmt: skip
+        super().__init__()
+        self.norm1 = nn.BatchNorm1d(c_in)
+        self.conv1 = nn.Conv1d(c_in, bottleneck, 1, bias=False)
+        self.norm2 = nn.BatchNorm1d(bottleneck)
+        self.cam = _CAMLayer(bottleneck, growth, kernel, dilation, reduction)
+
+    def forward(self, x: Tensor, ctx: _Context) -> Tensor:
+        h = F.relu(self.norm2(self.conv1(F.relu(self.norm1(x)))))
+        return self.cam(h, ctx)
+
+
+class _CAMDenseBlock(nn.Module):
+    """CAM layers, each fed the concatenation of the block input and all earlier outputs."""
+
+    def __init__(
+        self, n_layers: int, c_in: int, growth: int, bottleneck: int, kernel: int, dilation: int,
+        reduction: int,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [
+                _CAMDenseLayer(c_in + i * growth, growth, bottleneck, kernel, dilation, reduction)
+                for i in range(n_layers)
+            ]
+        )
+
+    def forward(self, x: Tensor, ctx: _Context) -> Tensor:
+        for layer in self.layers:
+            x = torch.cat([x, layer(x, ctx)], dim=1)
+        return x
+
+
+class _Transit(nn.Module):
+    """BN-ReLU then a 1x1 conv (no bias): the transition between dense blocks."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(c_in)
+        self.conv = nn.Conv1d(c_in, c_out, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.relu(self.norm(x)))
+
+
+class _TDNN(nn.Module):
+    """Strided conv (no bias), BN, ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, stride=2, padding=kernel // 2, bias=False)
+        self.norm = nn.BatchNorm1d(c_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.norm(self.conv(x)))
+
+
+@register_model("campplus")
+class CAMPPlus(SpeakerEncoder):
+    """CAM++ speaker encoder: 16 kHz waveforms -> Kaldi filterbanks -> ``(B, embed_dim)``.
+
+    With the default config: 6.85 M parameters (3D-Speaker's checkpoints), 192-d embeddings,
+    50 frames/s after the TDNN layer.
+    """
+
+    config_class = CAMPPlusConfig
+    config: CAMPPlusConfig
+
+    def __init__(self, config: CAMPPlusConfig) -> None:
+        super().__init__(config)
+        self.fcm = _FCM(config.fcm_channels, config.fcm_blocks)
+        self.tdnn = _TDNN(
+            config.fcm_channels * (config.frontend.n_mels // 8),
+            config.init_channels,
+            config.tdnn_kernel,
+        )
+        channels = config.init_channels
+        bottleneck = config.bottleneck_factor * config.growth_rate
+        blocks, transits = [], []
+        for n_layers, kernel, dilation in zip(
+            config.block_layers, config.block_kernels, config.block_dilations, strict=True
+        ):
+            blocks.append(
+                _CAMDenseBlock(
+                    n_layers,
+                    channels,
+                    config.growth_rate,
+                    bottleneck,
+                    kernel,
+                    dilation,
+                    config.cam_reduction,
+                )  # fmt: skip
+            )
+            channels += n_layers * config.growth_rate
+            transits.append(_Transit(channels, channels // 2))
+            channels //= 2
+        self.blocks = nn.ModuleList(blocks)
+        self.transits = nn.ModuleList(transits)
+        self.out_norm = nn.BatchNorm1d(channels)
+        self.embedding = nn.Linear(channels * 2, config.embed_dim, bias=False)
+        self.embedding_norm = nn.BatchNorm1d(config.embed_dim, affine=False)
+
+    def _tdnn_lengths(self, lengths: Tensor) -> Tensor:
+        kernel = self.config.tdnn_kernel
+        return (lengths + 2 * (kernel // 2) - kernel) // 2 + 1
+
+    def encode(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Embed filterbanks ``(B, n_frames, n_mels)`` with ``lengths`` ``(B,)`` valid frames.
+
+        Returns:
+            ``(B, embed_dim)`` L2-normalised embeddings.
+
+        Raises:
+            ValueError: ``features`` is not ``(B, n_frames, n_mels)`` with ``n_mels`` of the
+                config, or a length is outside ``[1, n_frames]``.
+        """
+        n_mels = self.config.frontend.n_mels
+        if features.dim() != 3 or features.shape[-1] != n_mels:
+            raise ValueError(
+                f"CAM++ expects filterbanks (B, n_frames, {n_mels}), "
+                f"got shape {tuple(features.shape)}"
+            )
+        batch, n_frames, _ = features.shape
+        lengths = resolve_lengths(lengths, batch, n_frames, features.device, unit="frames")
+        frame_mask = length_mask(lengths, batch, n_frames, features.device)
+        x = (features * frame_mask[..., None]).transpose(1, 2)  # (B, n_mels, n_frames)
+        h = self.fcm(x, frame_mask[:, None, None].to(x.dtype))  # (B, C * n_mels / 8, n_frames)
+        h = self.tdnn(h * frame_mask[:, None].to(h.dtype))  # (B, init_channels, T)
+        lengths = self._tdnn_lengths(lengths)
+        ctx = _Context(lengths, h.shape[-1], self.config.segment_frames, h.dtype)
+        for block, transit in zip(self.blocks, self.transits, strict=True):
+            h = transit(block(h, ctx))
+        h = F.relu(self.out_norm(h)).float() * ctx.mask.float()  # (B, C, T)
+        count = lengths.float()[:, None]
+        mean = h.sum(-1) / count
+        var = ((h - mean[..., None]) ** 2 * ctx.mask.float()).sum(-1) / (count - 1).clamp(min=1)
+        stats = torch.cat([mean, var.sqrt()], dim=1)  # (B, 2C)
+        return F.normalize(self.embedding_norm(self.embedding(stats)), dim=-1)
