@@ -3,7 +3,7 @@
 The default test trains a tiny ECAPA on 6 files each of 40 speechocean762 speakers, exports it
 to a bundle and scores all pairs, embedded by :func:`voxvec.load`, of other files of 20 of those
 speakers: recordings training never saw, of speakers it did see. That is what a few hundred
-steps on 40 speakers can show, learning the training speakers' voices rather than the
+steps on 40 speakers can show (200 here), learning the training speakers' voices rather than the
 recordings. The network at its initialisation is already well below chance on log-mels (its
 random filters pool the long-term spectrum), so the comparison is with that untrained network:
 training must cut its EER by at least 40%.
@@ -113,10 +113,10 @@ def _trained_and_untrained(config: TrainConfig, out: Path) -> tuple[Path, Path]:
 
 
 def test_training_learns_the_training_speakers_voices_on_recordings_it_never_saw(splits, tmp_path):
-    config = _config(splits, tmp_path / "run", "optim.max_steps=400", "log.interval=50")
+    config = _config(splits, tmp_path / "run", "optim.max_steps=200", "log.interval=50")
     models = _trained_and_untrained(config, tmp_path)
     seen = [_eer(m, splits["seen"]) for m in models]
-    assert seen[0] < 0.6 * seen[1], seen  # measured: 0.11 vs 0.25
+    assert seen[0] < 0.6 * seen[1], seen  # measured: 0.11 vs 0.25 (the same after 400 steps)
 
 
 @pytest.mark.slow
@@ -125,13 +125,13 @@ def test_training_on_many_speakers_generalises_to_held_out_speakers(splits, tmp_
         splits,
         tmp_path / "run",
         f"data.train_csv={splits['train_many']}",
-        "data.n_speakers=32",
-        "optim.max_steps=1500",
+        "data.n_speakers=24",
+        "optim.max_steps=600",
         "log.interval=100",
     )
     models = _trained_and_untrained(config, tmp_path)
     held = [_eer(m, splits["held_out"]) for m in models]
-    assert held[0] < 0.8 * held[1], held
+    assert held[0] < 0.7 * held[1], held  # measured: 0.056 vs 0.111 (54 s on 2 CPUs)
 
 
 @pytest.mark.slow

@@ -133,6 +133,21 @@ class TrainConfig:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
+    def check_required(self) -> None:
+        """Refuse to train without ``data.train_csv`` and ``checkpoint.path``.
+
+        (A config without them is valid, e.g. to print or extend a recipe.)
+
+        Raises:
+            ValueError: naming the missing setting.
+        """
+        for name, value in (
+            ("data.train_csv", self.data.train_csv),
+            ("checkpoint.path", self.checkpoint.path),
+        ):
+            if not value:
+                raise ValueError(f"{name} is required: set it in the config or as {name}=...")
+
 
 def _omegaconf() -> Any:
     try:

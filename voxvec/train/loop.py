@@ -109,11 +109,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig) -> None:
-        required = {"data.train_csv": config.data.train_csv}
-        required["checkpoint.path"] = config.checkpoint.path
-        for name, value in required.items():
-            if not value:
-                raise ValueError(f"{name} is required: set it in the config or as {name}=...")
+        config.check_required()
         self.config = config
         self.dist = init_distributed(config.device)
         self.device = self.dist.device
@@ -155,13 +151,9 @@ class Trainer:
             self.data.sampler,
             Progress(),
         )
+        speakers = {item.speaker for item in self.data.items}
         self.validator = (
-            Validator(
-                config.validation,
-                config.seed,
-                config.data.cache_dir,
-                {item.speaker for item in self.data.items},
-            )
+            Validator(config.validation, config.seed, config.data.cache_dir, speakers)
             if config.validation.csv
             else None
         )
