@@ -5,8 +5,8 @@
 
     from voxvec.train import export_checkpoint, load_config, train
 
-    final = train(load_config("configs/convgru.yaml", ["train_csv=train.csv",
-                                                       "checkpoint_path=runs/convgru"]))
+    final = train(load_config("configs/convgru.yaml", ["data.train_csv=train.csv",
+                                                       "checkpoint.path=runs/convgru"]))
     export_checkpoint(final, "convgru.safetensors")
 """
 
