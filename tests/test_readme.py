@@ -1,4 +1,4 @@
-"""The README's Python API block runs as written (on the real files it names) and does what it says."""
+"""The README's Python API block runs as written on the real files it names."""
 
 from __future__ import annotations
 
