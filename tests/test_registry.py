@@ -27,8 +27,8 @@ class _Config:
 
 
 def test_built_in_architectures_and_front_ends() -> None:
-    assert list_models() == ["convgru", "ecapa", "gru"]
-    assert registry.registered_frontends() == ["logmel", "waveform"]
+    assert list_models() == ["campplus", "convgru", "ecapa", "gru"]
+    assert registry.registered_frontends() == ["kaldi_fbank", "logmel", "waveform"]
     assert registry.get_frontend_class("logmel") is LogMel and LogMel.kind == "logmel"
     assert registry.frontend_kind_of_config(WaveformConfig) == "waveform"
     assert registry.frontend_kind_of_config(_Config) is None
@@ -69,9 +69,12 @@ def test_register_frontend_refuses_a_shared_config_class(clean_registry: None) -
 
 
 def test_unknown_names_list_the_valid_ones() -> None:
-    with pytest.raises(KeyError, match=r"'nope'.*registered: \['convgru', 'ecapa', 'gru'\]"):
+    with pytest.raises(
+        KeyError, match=r"'nope'.*registered: \['campplus', 'convgru', 'ecapa', 'gru'\]"
+    ):
         registry.get_model_class("nope")
-    with pytest.raises(ValueError, match=r"front-end type 'kaldi'.*\['logmel', 'waveform'\]"):
+    known = r"\['kaldi_fbank', 'logmel', 'waveform'\]"
+    with pytest.raises(ValueError, match=r"front-end type 'kaldi'.*" + known):
         registry.get_frontend_class("kaldi")
 
 
