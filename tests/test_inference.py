@@ -289,7 +289,9 @@ def test_similarity_shapes_and_values() -> None:
 
 def test_device_and_repr(models: dict) -> None:
     name = next(iter(models))
-    embedder = Embedder(models[name], device="cpu", card={"name": "demo"})
+    torch.manual_seed(0)
+    model = create_model(name).train()  # the Embedder puts it in eval mode
+    embedder = Embedder(model, device="cpu", card={"name": "demo"})
     assert embedder.device == torch.device("cpu")
     assert "demo" in repr(embedder) and str(embedder.sample_rate) in repr(embedder)
     assert embedder.model.training is False
