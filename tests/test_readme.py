@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import voxvec
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -28,8 +30,12 @@ def test_python_api_block_runs(shared_data: Path, monkeypatch: pytest.MonkeyPatc
     exec(compile(_python_block("Python API"), "README.md", "exec"), namespace)
     assert namespace["emb"].shape == (2, 256)
     assert namespace["alice"].shape == (256,)
-    score, same = namespace["score"], namespace["same"]
-    assert -1.0 <= score <= 1.0 and isinstance(same, bool)
+    # a3 against a1 + a2: three recordings of one speaker, accepted at the card's threshold.
+    embedder, score, same = namespace["embedder"], namespace["score"], namespace["same"]
+    assert score == pytest.approx(
+        voxvec.similarity(embedder.embed(namespace["a3"])[0], namespace["alice"]), abs=1e-4
+    )
+    assert same is True and score > embedder.threshold  # measured: 0.63 vs 0.39
     windows = namespace["windows"]
     assert windows.embeddings.shape[1] == 256 and len(windows.starts_s) > 5
     np.testing.assert_allclose(windows.ends_s[:-1] - windows.starts_s[:-1], 2.0)
