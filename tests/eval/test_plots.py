@@ -56,6 +56,8 @@ def test_speaker_cap_is_seeded() -> None:
     assert len(legend) == 3 and set(legend) < set(speakers)
     again = projection_figure(x, speakers, method="tsne", max_speakers=3, seed=1)
     assert [t.get_text() for t in again.axes[0].get_legend().get_texts()] == legend
+    other = projection_figure(x, speakers, method="tsne", max_speakers=3, seed=2)
+    assert [t.get_text() for t in other.axes[0].get_legend().get_texts()] != legend
 
 
 def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
