@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from voxvec.eval.metrics import eer
 from voxvec.losses.combined import LossConfig, SpeakerLoss
 from voxvec.models import create_model
 from voxvec.runtime import embed_waveforms
@@ -30,8 +31,15 @@ def test_validation_scores_the_fixed_files(synthetic_corpus):
     assert step.training  # back in train mode
     assert result.embeddings.shape == (12, 16) and len(result.names) == 12
     assert sorted(np.bincount(result.labels).tolist()) == [4, 4, 4]
-    assert 0.0 <= result.values["validation/eer"] <= 1.0
-    assert np.isfinite(result.values["validation/ge2e_loss"])
+    # The EER over all pairs of the files, the GE2E loss of the (3 speakers, 4 files) batch.
+    emb, labels = result.embeddings, result.labels
+    i, j = np.triu_indices(len(labels), k=1)
+    pair_eer = eer((emb[i] * emb[j]).sum(1).numpy(), labels[i] == labels[j])[0]
+    assert result.values["validation/eer"] == pytest.approx(pair_eer)
+    grouped = torch.stack([emb[labels == k] for k in range(3)])  # (3, 4, 16)
+    with torch.no_grad():
+        expected_ge2e = float(step.loss.ge2e(grouped))
+    assert result.values["validation/ge2e_loss"] == pytest.approx(expected_ge2e, rel=1e-5)
     # The batched validation embeddings are those of the primitive (one batch, any order).
     step.eval()
     alone = embed_waveforms(step.model, validator.data(step.model).waves, batch_size=1)
