@@ -158,5 +158,7 @@ def test_eval_errors(
     )
     assert code == 2
     assert "--write-trials" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--manifest", str(manifest), "--trials", "t.txt", "--n-trials", "5"])
+    assert exit_info.value.code == 2
+    assert "--n-trials: not allowed with argument --trials" in capsys.readouterr().err
