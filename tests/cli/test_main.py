@@ -84,11 +84,12 @@ def test_help_on_every_command(command: str, capsys: pytest.CaptureFixture[str])
     assert f"usage: voxvec {command}" in capsys.readouterr().out
 
 
-def test_only_the_command_run_gets_its_options() -> None:
+def test_only_the_command_run_gets_its_options(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser("models")
     assert parser.parse_args(["models"])._run.__module__ == "voxvec.cli.models"
     with pytest.raises(SystemExit):  # embed's options are not attached to this parser
         parser.parse_args(["embed", "a.wav", "--out", "e.npy"])
+    assert "unrecognized arguments: a.wav --out e.npy" in capsys.readouterr().err
     args = build_parser("embed").parse_args(["-v", "embed", "a.wav", "--out", "e.npy"])
     assert args.verbose and args.inputs == ["a.wav"] and args.device == "auto"
     assert args.vad == "off"
