@@ -26,3 +26,23 @@ def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path: Path) ->
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]
+
+
+def test_files_get_normal_permissions_whatever_the_writer_used(tmp_path: Path) -> None:
+    """safetensors creates owner-only (0600) files; a model bundle must be readable by others."""
+    import os
+    import stat
+
+    target = tmp_path / "bundle.safetensors"
+    with atomic_path(target) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"x")
+        os.close(fd)
+    old = os.umask(0o027)
+    try:
+        with atomic_open(tmp_path / "strict.csv") as f:
+            f.write("a\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~old
+    assert stat.S_IMODE((tmp_path / "strict.csv").stat().st_mode) == 0o640

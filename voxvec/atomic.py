@@ -15,19 +15,36 @@ from pathlib import Path
 from typing import TextIO
 
 
+def _umask() -> int:
+    """The process's umask: from /proc where it can be read without changing it (Linux),
+    else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed over ``path`` when the block ends.
 
     The folder is created if needed. Write the whole file to the yielded path (and close it)
     inside the block; if the block raises, the temporary file is removed and ``path`` is left as
-    it was. The temporary name is unique, so concurrent writers never share it.
+    it was. The temporary name is unique, so concurrent writers never share it. The file gets the
+    permissions of a normal new file (``0o666`` less the umask), whatever the writer used for
+    the temporary (some libraries create owner-only files).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
