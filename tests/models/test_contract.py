@@ -39,7 +39,9 @@ def samples(model: SpeakerEncoder, seconds: float) -> int:
 def test_declares_its_interface(model: SpeakerEncoder) -> None:
     assert model.sample_rate == model.frontend.sample_rate > 0
     assert model.embed_dim > 0 and model.min_samples >= model.frontend.min_samples >= 1
-    assert model.frontend.kind in registry.registered_frontends()
+    # The front-end is the registered one its config names, built from that config.
+    assert type(model.frontend) is registry.get_frontend_class(model.frontend.kind)
+    assert model.frontend.config is model.config.frontend
     # The front-end holds no weights: state dicts are those of the architecture alone.
     assert not any(key.startswith("frontend.") for key in model.state_dict())
 
