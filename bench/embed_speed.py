@@ -11,13 +11,19 @@ to end, and
 
 Systems: registered architectures by name (untrained: speed does not depend on the weights),
 pretrained names or bundle paths (``voxvec.load``), and ``resemblyzer`` (``VoiceEncoder`` +
-``preprocess_wav``, one file at a time as its API works; needs ``setuptools<81`` for webrtcvad).
+``preprocess_wav``, one file at a time as its API works; needs ``setuptools<81`` for webrtcvad), and
+``campplus-reference``: 3D-Speaker's own CAM++ (``bench/campplus_reference.py``: speakerlab's
+module, kaldi-native-fbank features, one file at a time), run by the interpreter of its own
+virtual environment (``--oracle-python``), never voxvec's.
 The default is every registered architecture, the default pretrained model when this voxvec has
 one, and Resemblyzer.
 
 Example (the command behind BENCHMARKS.md)::
 
     python bench/embed_speed.py --n-files 100 --threads 2 --json bench/results/speed.json
+    python bench/embed_speed.py --n-files 100 --threads 2 \
+        --systems campplus-zh-en campplus-reference voxvec-default resemblyzer \
+        --json bench/results/speed-campplus.json
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "EMBED_SPEED_RESULT "
+REFERENCE_CAMPPLUS = "campplus-reference"
 
 logger = logging.getLogger("bench.embed_speed")
 
@@ -131,6 +138,10 @@ def worker(
     start = time.perf_counter()
     if system == "resemblyzer":
         run, resolved = _resemblyzer_runner(device), "float32"
+    elif system == REFERENCE_CAMPPLUS:
+        from campplus_reference import make_runner  # bench/, the script's own folder
+
+        run, resolved = make_runner(), "float32"
     else:
         run, resolved = _voxvec_runner(system, device, batch_size, precision)
     run(files[:1])  # warm-up: lazy initialisation, first kernels
@@ -152,7 +163,7 @@ def worker(
         "rss_load_mb": round(rss_load, 1),
         "rss_peak_mb": round(_peak_rss_mb(), 1),
         "threads": threads,
-        "batch_size": batch_size if system != "resemblyzer" else None,
+        "batch_size": None if system in ("resemblyzer", REFERENCE_CAMPPLUS) else batch_size,
         "device": device,
         "precision": resolved,
     }
@@ -162,11 +173,28 @@ def worker(
 
 
 def measure(
-    system: str, files_json: Path, batch_size: int, threads: int, device: str, precision: str
+    system: str,
+    files_json: Path,
+    batch_size: int,
+    threads: int,
+    device: str,
+    precision: str,
+    oracle_python: Path,
 ) -> dict | None:
-    """Run :func:`worker` for ``system`` in a fresh interpreter; None when it failed."""
+    """Run :func:`worker` for ``system`` in a fresh interpreter; None when it failed.
+
+    ``campplus-reference`` runs in ``oracle_python``, every other system in this interpreter.
+    """
+    if system == REFERENCE_CAMPPLUS and not oracle_python.is_file():
+        logger.error(
+            "%s: no interpreter at %s (set up its venv as bench/campplus_reference.py says, or "
+            "pass --oracle-python)",
+            system,
+            oracle_python,
+        )
+        return None
     cmd = [
-        sys.executable,
+        str(oracle_python) if system == REFERENCE_CAMPPLUS else sys.executable,
         str(Path(__file__).resolve()),
         "--worker",
         system,
@@ -234,6 +262,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the CPU/GPU has it natively)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    default_oracle = os.environ.get(
+        "VOXVEC_ORACLE_PYTHON", str(REPO_ROOT.parent / "venv-oracle" / "bin" / "python")
+    )
+    parser.add_argument(
+        "--oracle-python",
+        type=Path,
+        default=Path(default_oracle),
+        help=f"interpreter of the venv that runs {REFERENCE_CAMPPLUS} "
+        "(default $VOXVEC_ORACLE_PYTHON or ../venv-oracle/bin/python)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--files-json", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -254,7 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         files_json.write_text(json.dumps([str(p) for p in files]))
         for system in systems:
             result = measure(
-                system, files_json, args.batch_size, args.threads, args.device, args.precision
+                system,
+                files_json,
+                args.batch_size,
+                args.threads,
+                args.device,
+                args.precision,
+                args.oracle_python,
             )
             if result is not None:
                 logger.info(

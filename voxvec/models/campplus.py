@@ -18,6 +18,12 @@ Padding never changes an embedding: every convolution with a time context reads 
 each item's frames, as it would alone, and every mean (the utterance and segment contexts of the
 masks, the statistics pooling) runs over valid frames only, accumulated in float32. The context
 masks are computed once per segment (they are constant within one), not once per frame.
+
+The network computes in float32 even under autocast: in bfloat16 its 52 densely connected layers
+move the embeddings of real speech by up to 8e-4 in cosine from 3D-Speaker's (0.0002 with the
+2-D front module and TDNN kept in float32), beyond the 1e-4 that voxvec guarantees, and on CPUs
+without AMX it is no faster. In eval mode every batch norm that follows a convolution is folded
+into it, and the 2-D front module runs channels-last.
 """
 
 from __future__ import annotations
@@ -104,7 +110,7 @@ def _conv_bn(
     if conv.bias is not None:
         shift = shift + conv.bias * scale
     weight = conv.weight * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
-    return conv._conv_forward(x, weight.to(conv.weight.dtype), shift.to(conv.weight.dtype))
+    return conv._conv_forward(x, weight, shift)
 
 
 class _ResBlock2d(nn.Module):
@@ -175,19 +181,16 @@ class _Context:
     """Masks and averaging weights at the TDNN frame rate, shared by every CAM layer.
 
     Attributes:
-        mask: ``(B, 1, T)`` 1 on valid frames, in the compute dtype; None when no item is
-            padded (nothing to zero).
-        averages: ``(B, T, S + 1)`` float32: a frame's weight in its segment's mean (columns
+        mask: ``(B, 1, T)`` 1.0 on valid frames; None when no item is padded (nothing to zero).
+        averages: ``(B, T, S + 1)``: a frame's weight in its segment's mean (columns
             ``:S``, over the segment's valid frames) and in the utterance mean (column ``S``).
         segment_of_frame: ``(T,)`` the segment of each frame.
     """
 
-    def __init__(
-        self, lengths: Tensor, n_frames: int, segment_frames: int, dtype: torch.dtype
-    ) -> None:
+    def __init__(self, lengths: Tensor, n_frames: int, segment_frames: int) -> None:
         device = lengths.device
         valid = length_mask(lengths, lengths.shape[0], n_frames, device)  # (B, T)
-        self.mask = None if bool(valid.all()) else valid[:, None].to(dtype)
+        self.mask = None if bool(valid.all()) else valid[:, None].float()
         self.segment_of_frame = torch.arange(n_frames, device=device) // segment_frames
         n_segments = int(self.segment_of_frame[-1]) + 1
         member = F.one_hot(self.segment_of_frame, n_segments).float() * valid[..., None]
@@ -213,12 +216,12 @@ class _CAMLayer(nn.Module):
     def forward(self, x: Tensor, ctx: _Context) -> Tensor:
         """``x`` (B, C, T), any values past each item's frames -> (B, c_out, T)."""
         x = _masked(x, ctx.mask)
-        # Each segment's mean plus the utterance mean: (B, C, S), accumulated in float32. The
-        # gate is constant within a segment: computed per segment, then spread over its frames.
-        means = torch.matmul(x.float(), ctx.averages)
+        # Each segment's mean plus the utterance mean: (B, C, S). The gate is constant within a
+        # segment: computed per segment, then spread over its frames.
+        means = torch.matmul(x, ctx.averages)
         context = means[..., :-1] + means[..., -1:]
-        gate = torch.sigmoid(self.context_up(F.relu(self.context_down(context.to(x.dtype)))))
-        return self.local(x) * gate.index_select(-1, ctx.segment_of_frame).to(x.dtype)
+        gate = torch.sigmoid(self.context_up(F.relu(self.context_down(context))))
+        return self.local(x) * gate.index_select(-1, ctx.segment_of_frame)
 
 
 class _CAMDenseLayer(nn.Module):
@@ -341,8 +344,10 @@ class CAMPPlus(SpeakerEncoder):
     def encode(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Embed filterbanks ``(B, n_frames, n_mels)`` with ``lengths`` ``(B,)`` valid frames.
 
+        Computed in float32 whatever autocast is active (see the module docstring).
+
         Returns:
-            ``(B, embed_dim)`` L2-normalised embeddings.
+            ``(B, embed_dim)`` L2-normalised float32 embeddings.
 
         Raises:
             ValueError: ``features`` is not ``(B, n_frames, n_mels)`` with ``n_mels`` of the
@@ -354,19 +359,23 @@ class CAMPPlus(SpeakerEncoder):
                 f"CAM++ expects filterbanks (B, n_frames, {n_mels}), "
                 f"got shape {tuple(features.shape)}"
             )
+        with torch.autocast(features.device.type, enabled=False):
+            return self._encode(features.float(), lengths)
+
+    def _encode(self, features: Tensor, lengths: Tensor | None) -> Tensor:
         batch, n_frames, _ = features.shape
         lengths = resolve_lengths(lengths, batch, n_frames, features.device, unit="frames")
         padded = bool((lengths < n_frames).any())
-        frame_mask = length_mask(lengths, batch, n_frames, features.device).to(features.dtype)
+        frame_mask = length_mask(lengths, batch, n_frames, features.device).float()
         x = (features * frame_mask[..., None]).transpose(1, 2)  # (B, n_mels, n_frames)
         h = self.fcm(x, frame_mask[:, None, None] if padded else None)  # (B, C * n_mels / 8, F)
         h = self.tdnn(_masked(h, frame_mask[:, None] if padded else None))  # (B, C0, T)
         lengths = self._tdnn_lengths(lengths)
-        ctx = _Context(lengths, h.shape[-1], self.config.segment_frames, h.dtype)
+        ctx = _Context(lengths, h.shape[-1], self.config.segment_frames)
         for block, transit in zip(self.blocks, self.transits, strict=True):
             h = transit(block(h, ctx))
         valid = length_mask(lengths, batch, h.shape[-1], h.device)[:, None].float()
-        h = F.relu(self.out_norm(h)).float() * valid  # (B, C, T)
+        h = F.relu(self.out_norm(h)) * valid  # (B, C, T)
         count = lengths.float()[:, None]
         mean = h.sum(-1) / count
         # Unbiased, as 3D-Speaker's; a single frame (which it cannot embed) gets 0, not NaN.
