@@ -12,16 +12,27 @@ Inputs (:func:`collect_inputs`) are audio files, folders (searched recursively w
 
 Files are written atomically (:mod:`voxvec.atomic`): an interrupted job leaves no truncated file.
 :func:`embed_to_file` is the batch job: it embeds many inputs, reports each one that fails with
-its reason and carries on, then writes what succeeded.
+its reason and carries on, then writes what succeeded. It loses nothing when killed: the inputs
+are embedded in fixed chunks and each finished chunk is appended to a journal beside the output
+(``<out>.partial``), so a rerun with ``resume=True`` embeds only the chunks not yet done and
+writes the same file an uninterrupted run writes. A lock file (``<out>.lock``) keeps a second
+job from writing the same output at the same time, and every failed input is listed with its
+reason in a report (``<out>.failed.csv``).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import csv
+import errno
+import fcntl
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from voxvec.atomic import atomic_open, atomic_path
-from voxvec.audio.io import AUDIO_EXTENSIONS, find_audio_files
+from voxvec.audio.io import AUDIO_EXTENSIONS
 from voxvec.data.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -40,6 +51,16 @@ reads."""
 
 MANIFEST_SUFFIX = ".csv"
 """Inputs with this extension are ``path,speaker`` manifests, not audio."""
+
+CHUNK_SIZE = 64
+"""Inputs embedded, then journaled, together by :func:`embed_to_file`; a killed job redoes at
+most one chunk. Chunks start at fixed input positions, so a resumed job embeds every input in the
+same company as an uninterrupted one (and gets bit-identical embeddings)."""
+
+_SIDE_FILE_ENDINGS = (".partial", ".lock", ".failed.csv")
+
+JOURNAL_FORMAT = "voxvec-embed-journal"
+JOURNAL_VERSION = 1
 
 
 class SupportsIterEmbed(Protocol):
@@ -61,11 +82,13 @@ class EmbeddingInputs:
         speakers: one speaker id per path when any input was a manifest (files that were not
             from a manifest get ``""``), else None.
         manifests: the manifests read.
+        empty_folders: folders given that hold no audio file (skipped, each logged).
     """
 
     paths: list[Path]
     speakers: list[str] | None
     manifests: list[Path]
+    empty_folders: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,14 +131,20 @@ class EmbedJobReport:
     """Outcome of :func:`embed_to_file`.
 
     Attributes:
-        out: the file written, or None when no input could be embedded (nothing written).
+        out: the file written, or None when no input could be embedded (nothing written, and
+            an earlier file at that path removed).
         n_embedded: inputs embedded and written.
         failures: the inputs that failed, in input order.
+        report: the failure report written (``index,path,reason`` CSV), or None when no input
+            failed (an earlier report at that path is removed).
+        n_resumed: inputs taken from the journal of an interrupted run instead of embedded.
     """
 
     out: Path | None
     n_embedded: int
     failures: list[FailedInput]
+    report: Path | None = None
+    n_resumed: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,11 +162,57 @@ class EmbeddingTable:
     speakers: list[str] | None
 
 
+def find_inputs_in_folder(folder: str | os.PathLike[str]) -> list[Path]:
+    """The audio files below ``folder``, following symbolic links, sorted by path.
+
+    Like :func:`voxvec.audio.io.find_audio_files` (hidden names skipped, extensions of
+    :data:`~voxvec.audio.io.AUDIO_EXTENSIONS` matched case-insensitively), except that linked
+    folders are searched too, each real folder once (a link back to a folder above is a loop:
+    logged and not followed). A broken link with an audio extension is kept, so that the job
+    reports it as a failed input, and logged; one without is logged and left out.
+
+    Args:
+        folder: the folder to search.
+
+    Returns:
+        The files found, sorted.
+    """
+    suffixes = tuple(ext.lower() for ext in AUDIO_EXTENSIONS)
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            logger.warning(
+                "%s: symbolic link loop (folder already searched), not followed", dirpath
+            )
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            path = Path(dirpath, name)
+            if name.startswith("."):
+                continue
+            audio = name.lower().endswith(suffixes)
+            if path.is_symlink() and not path.exists():
+                logger.warning(
+                    "%s: broken symbolic link (to %s)%s",
+                    path,
+                    os.readlink(path),
+                    " (reported as a failed input)" if audio else ", skipped",
+                )
+            if audio:
+                found.append(path)
+    return sorted(found)
+
+
 def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> EmbeddingInputs:
     """Expand audio files, folders and manifests into the list of files to embed.
 
-    Folders are searched recursively for :data:`~voxvec.audio.io.AUDIO_EXTENSIONS` files
-    (hidden ones skipped, sorted); ``.csv`` inputs are ``path,speaker`` manifests
+    Folders are searched recursively (:func:`find_inputs_in_folder`: linked folders followed,
+    loops cut, broken links kept as inputs that will fail); a folder without audio files is
+    logged and skipped. ``.csv`` inputs are ``path,speaker`` manifests
     (:func:`~voxvec.data.manifest.read_manifest`); anything else is taken as an audio file as it
     is (a missing one fails when it is embedded, not here).
 
@@ -148,7 +223,8 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> EmbeddingInputs:
         The files, with speakers when any input was a manifest.
 
     Raises:
-        ValueError: no input given, a folder holds no audio file, or a manifest is malformed.
+        ValueError: no input given, the inputs hold no file at all (every folder empty), or a
+            manifest is malformed.
         FileNotFoundError: a manifest does not exist.
     """
     if not inputs:
@@ -156,12 +232,16 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> EmbeddingInputs:
     paths: list[Path] = []
     speakers: list[str] = []
     manifests: list[Path] = []
+    empty: list[Path] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = find_audio_files(path)
+            found = find_inputs_in_folder(path)
             if not found:
-                raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in {path}")
+                logger.warning(
+                    "no audio files (%s) found in %s: skipped", ", ".join(AUDIO_EXTENSIONS), path
+                )
+                empty.append(path)
             paths.extend(found)
             speakers.extend([""] * len(found))
         elif path.suffix.lower() == MANIFEST_SUFFIX:
@@ -172,7 +252,12 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> EmbeddingInputs:
         else:
             paths.append(path)
             speakers.append("")
-    return EmbeddingInputs(paths, speakers if manifests else None, manifests)
+    if not paths:
+        where = ", ".join(map(str, empty)) or ", ".join(map(str, manifests))
+        raise ValueError(
+            f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in {where}: nothing to embed"
+        )
+    return EmbeddingInputs(paths, speakers if manifests else None, manifests, empty)
 
 
 def embed_many(
@@ -359,6 +444,139 @@ def _read_csv(path: Path) -> EmbeddingTable:
     return EmbeddingTable(matrix.reshape(-1, len(dims)), [row[0] for row in rows[1:]], speakers)
 
 
+class OutputLockedError(RuntimeError):
+    """Another job holds the lock of the output file (see :func:`output_lock`)."""
+
+
+def side_files(out: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
+    """The files :func:`embed_to_file` keeps beside ``out``: ``(journal, lock, report)``.
+
+    ``<out>.partial`` is the journal of the finished chunks (removed when the job ends),
+    ``<out>.lock`` the lock file (held while the job runs) and ``<out>.failed.csv`` the
+    failure report.
+    """
+    path = Path(out)
+    journal, lock, report = (path.with_name(path.name + end) for end in _SIDE_FILE_ENDINGS)
+    return journal, lock, report
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold ``<out>.lock`` exclusively (``flock``) while the block runs.
+
+    The lock dies with its process, so a killed job never leaves a stale lock; the file is
+    removed when the block ends (a job that opened it just before checks that it still holds
+    the file at that path, and takes a fresh one otherwise).
+
+    Yields:
+        The lock file.
+
+    Raises:
+        OutputLockedError: another process holds the lock.
+    """
+    lock = side_files(out)[1]
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputLockedError(
+                f"{out} is being written by another job (it holds {lock}); wait for it to end "
+                "or choose another output file"
+            ) from None
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the holder removed that file while we waited for it: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """The outcome of one journaled chunk: inputs ``start`` to ``start + n - 1``."""
+
+    start: int
+    n: int
+    indices: list[int]
+    embeddings: np.ndarray  # (len(indices), D) float32
+    failures: list[FailedInput]
+
+    def to_line(self) -> bytes:
+        record = {
+            "start": self.start,
+            "n": self.n,
+            "indices": self.indices,
+            "shape": list(self.embeddings.shape),
+            "embeddings": base64.b64encode(self.embeddings.astype("<f4").tobytes()).decode(),
+            "failures": [[f.index, f.source, f.reason] for f in self.failures],
+        }
+        return json.dumps(record).encode() + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> _Chunk:
+        record = json.loads(line)
+        raw = base64.b64decode(record["embeddings"], validate=True)
+        matrix = np.frombuffer(raw, "<f4").astype(np.float32).reshape(record["shape"])
+        failures = [FailedInput(int(i), str(src), str(why)) for i, src, why in record["failures"]]
+        return cls(
+            int(record["start"]), int(record["n"]), list(record["indices"]), matrix, failures
+        )
+
+
+def _fingerprint(inputs: EmbeddingInputs, job: str, chunk_size: int) -> str:
+    """What a journal must match to be resumed: the inputs, the job's settings, the chunking."""
+    content = [[os.fspath(p) for p in inputs.paths], inputs.speakers, job, chunk_size]
+    return hashlib.sha256(json.dumps(content).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _read_journal(journal: Path, fingerprint: str) -> dict[int, _Chunk]:
+    """The finished chunks in ``journal``, by start; a torn last line (a kill while appending
+    it) is dropped.
+
+    Raises:
+        ValueError: the journal is not one, or was made for other inputs or settings.
+    """
+    *lines, _torn = journal.read_bytes().split(b"\n")
+    try:
+        header = json.loads(lines[0]) if lines else {}
+        chunks = [_Chunk.from_line(line) for line in lines[1:]]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{journal} is damaged ({err}); delete it (or run without --resume) to start over"
+        ) from None
+    if header.get("format") != JOURNAL_FORMAT or header.get("version") != JOURNAL_VERSION:
+        raise ValueError(f"{journal} is not a voxvec embed journal; delete it to start over")
+    if header.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"{journal} was written by a job with other inputs or settings (model, windows, VAD, "
+            "precision); rerun that job to resume it, or run without --resume to start over"
+        )
+    return {chunk.start: chunk for chunk in chunks}
+
+
+def _write_error(path: Path, err: OSError) -> OSError:
+    """``err`` (e.g. a full disk) as an error that names the file being written."""
+    return OSError(err.errno or errno.EIO, f"cannot write {path}: {err.strerror or err}")
+
+
+def _write_report(report: Path, failures: Sequence[FailedInput]) -> None:
+    with atomic_open(report) as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["index", "path", "reason"])
+        writer.writerows([f.index, f.source, f.reason] for f in failures)
+
+
 def embed_to_file(
     embedder: SupportsIterEmbed,
     inputs: EmbeddingInputs,
@@ -367,11 +585,19 @@ def embed_to_file(
     batch_size: int = 16,
     progress: bool = False,
     on_failure: Callable[[FailedInput], None] | None = None,
+    resume: bool = False,
+    job: str = "",
+    chunk_size: int = CHUNK_SIZE,
 ) -> EmbedJobReport:
     """The batch job: embed every input, skip and report those that fail, write the rest.
 
-    ``out`` is checked before anything is embedded (:func:`check_output`). Rows keep the input
-    order; failed inputs are left out. Nothing is written when every input failed.
+    ``out`` is checked before anything is embedded (:func:`check_output`) and locked for the
+    whole job (:func:`output_lock`). Inputs are embedded in chunks of ``chunk_size``; each
+    finished chunk is appended to the journal ``<out>.partial`` and flushed to disk. At the end
+    ``out`` is written atomically (rows in input order, failed inputs left out), the failures
+    are listed in ``<out>.failed.csv`` (``index,path,reason``) and the journal is removed.
+    When every input failed nothing is written and an earlier ``out`` is removed, so that it is
+    never taken for this job's result; a report from an earlier job is removed when none failed.
 
     Args:
         embedder: the model wrapper (``voxvec.inference.Embedder``).
@@ -379,27 +605,105 @@ def embed_to_file(
         out: the embedding file to write (:data:`OUTPUT_FORMATS`).
         batch_size: inputs (or windows of long inputs) per forward pass.
         progress: show a progress bar on stderr.
-        on_failure: called with each failure as it happens; None logs it as a warning.
+        on_failure: called with each failure (those taken from the journal too); None logs it
+            as a warning.
+        resume: continue the interrupted job whose journal is beside ``out``: its finished
+            chunks are kept (their failures are not retried), the others embedded. Without it
+            a journal is discarded. With it and no journal, the job starts afresh.
+        job: the settings that change the embeddings (model, windows, ...); a journal written
+            under other settings is refused for resuming.
+        chunk_size: inputs embedded and journaled together (see :data:`CHUNK_SIZE`); a
+            journal written with another chunk size is refused for resuming.
 
     Returns:
         What was written and what failed.
 
     Raises:
-        ValueError: ``out`` is not a valid output (see :func:`check_output`), or
-            ``batch_size`` is below 1.
+        ValueError: ``out`` is not a valid output (see :func:`check_output`), ``batch_size`` or
+            ``chunk_size`` is below 1, or the journal to resume is damaged or from another job.
+        OutputLockedError: another job is writing ``out``.
+        OSError: a file cannot be written (the message names it); the journal is kept, so the
+            job can be resumed once the cause (e.g. a full disk) is fixed.
     """
     path = check_output(out, inputs)
-    done = embed_many(
-        embedder, inputs.paths, batch_size=batch_size, progress=progress, on_failure=on_failure
-    )
-    if not done.indices:
-        return EmbedJobReport(None, 0, done.failures)
-    speakers = None if inputs.speakers is None else [inputs.speakers[i] for i in done.indices]
-    write_embeddings(
-        path,
-        np.stack(done.embeddings),
-        [os.fspath(inputs.paths[i]) for i in done.indices],
-        speakers,
-    )
-    logger.debug("wrote %d embeddings to %s", len(done.indices), path)
-    return EmbedJobReport(path, len(done.indices), done.failures)
+    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    journal, _, report = side_files(path)
+    fingerprint = _fingerprint(inputs, job, chunk_size)
+    n = len(inputs.paths)
+    with output_lock(path):
+        chunks: dict[int, _Chunk] = {}
+        if journal.exists():
+            if resume:
+                chunks = _read_journal(journal, fingerprint)
+            else:
+                logger.warning("discarding %s, the journal of an interrupted job", journal)
+        n_resumed = sum(chunk.n for chunk in chunks.values())
+        if n_resumed:
+            logger.info("resuming: %d of %d inputs already done in %s", n_resumed, n, journal)
+        header = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "fingerprint": fingerprint}
+        try:
+            with atomic_path(journal) as tmp, tmp.open("xb") as f:
+                f.write(json.dumps(header).encode() + b"\n")
+                f.writelines(chunks[start].to_line() for start in sorted(chunks))
+        except OSError as err:
+            raise _write_error(journal, err) from err
+        report_failure = on_failure or (lambda f: logger.warning("%s (skipped)", f.message))
+        bar = tqdm(total=n, initial=n_resumed, desc="embedding", unit="file", disable=not progress)
+        with bar, journal.open("ab") as f:
+            for start in range(0, n, chunk_size):
+                chunk = chunks.get(start) or _embed_chunk(
+                    embedder, inputs.paths[start : start + chunk_size], start, batch_size
+                )
+                for failure in chunk.failures:
+                    report_failure(failure)
+                if start not in chunks:
+                    try:
+                        f.write(chunk.to_line())
+                        f.flush()
+                        os.fsync(f.fileno())
+                    except OSError as err:
+                        raise _write_error(journal, err) from err
+                    chunks[start] = chunk
+                    bar.update(chunk.n)
+        done = [chunks[start] for start in sorted(chunks)]
+        indices = [i for chunk in done for i in chunk.indices]
+        failures = [failure for chunk in done for failure in chunk.failures]
+        try:
+            written = _write_result(path, inputs, done, indices)
+            if failures:
+                _write_report(report, failures)
+            elif report.exists():
+                report.unlink()
+                logger.info("removed %s, the failure report of an earlier job", report)
+        except OSError as err:
+            raise _write_error(path, err) from err
+        journal.unlink()
+    return EmbedJobReport(written, len(indices), failures, report if failures else None, n_resumed)
+
+
+def _embed_chunk(
+    embedder: SupportsIterEmbed, paths: Sequence[Path], start: int, batch_size: int
+) -> _Chunk:
+    """Embed ``paths``, inputs ``start`` on (failures are not reported here)."""
+    result = embed_many(embedder, paths, batch_size=batch_size, on_failure=lambda _: None)
+    vectors = np.stack(result.embeddings) if result.embeddings else np.zeros((0, 0), np.float32)
+    failures = [FailedInput(start + f.index, f.source, f.reason) for f in result.failures]
+    return _Chunk(start, len(paths), [start + i for i in result.indices], vectors, failures)
+
+
+def _write_result(
+    path: Path, inputs: EmbeddingInputs, chunks: Sequence[_Chunk], indices: Sequence[int]
+) -> Path | None:
+    """Write the embeddings of ``chunks`` to ``path``; with none, remove an earlier ``path``."""
+    if not indices:
+        if path.exists():
+            path.unlink()
+            logger.warning("removed %s, the output of an earlier job: no input was embedded", path)
+        return None
+    speakers = None if inputs.speakers is None else [inputs.speakers[i] for i in indices]
+    matrix = np.concatenate([chunk.embeddings for chunk in chunks if chunk.indices])
+    write_embeddings(path, matrix, [os.fspath(inputs.paths[i]) for i in indices], speakers)
+    logger.debug("wrote %d embeddings to %s", len(indices), path)
+    return path

@@ -8,9 +8,16 @@ Inputs are audio files, folders (searched recursively for audio files) and manif
          input is a manifest
   .csv   one row per file: id[,speaker],e0,...,e{D-1}
 
-Files that cannot be embedded are reported on stderr with the reason and skipped; the rest are
-written (atomically: an interrupted run leaves no partial file). The exit code is 1 when any file
+Files that cannot be embedded are reported on stderr with the reason and skipped, and listed in
+OUT.failed.csv (index,path,reason); the rest are written. The exit code is 1 when any file
 failed, 0 otherwise. voxvec.embedding_files.read_embeddings reads the output back.
+
+Nothing done is lost: each finished chunk of inputs (--chunk-size) goes to a journal,
+OUT.partial, and a killed run continues where it stopped with --resume (the output is the same
+as an uninterrupted run's).
+OUT itself is written only at the end, atomically, so it is never half-written; OUT.lock keeps
+a second run from writing the same OUT at the same time (it is refused). When every input fails,
+an earlier OUT is removed, so it is not taken for this run's result.
 
 examples:
   voxvec embed recordings/ --out emb.npz
@@ -34,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``voxvec embed``."""
-    from voxvec.embedding_files import OUTPUT_FORMATS
+    from voxvec.embedding_files import CHUNK_SIZE, OUTPUT_FORMATS
 
     parser.add_argument(
         "inputs", nargs="+", metavar="PATH", help="audio files, folders or manifest CSVs"
@@ -45,6 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="inputs per forward pass (16)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from OUT.partial (the same inputs and options)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=CHUNK_SIZE,
+        help=f"inputs embedded, then saved to OUT.partial, together ({CHUNK_SIZE})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,8 +86,16 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet and sys.stderr.isatty(),
         on_failure=report,
+        resume=args.resume,
+        chunk_size=args.chunk_size,
+        job=(
+            f"model={args.model} window_s={args.window_s} hop_s={args.hop_s} vad={args.vad} "
+            f"min_speech_s={args.min_speech_s} precision={embedder.precision}"
+        ),
     )
     summary = f"embedded {result.n_embedded} files, {len(result.failures)} failed"
     written = f" -> {result.out}" if result.out is not None else " (nothing written)"
-    print(summary + written, file=sys.stderr)
+    resumed = f" ({result.n_resumed} from the interrupted run)" if result.n_resumed else ""
+    failed = f"; failures listed in {result.report}" if result.report is not None else ""
+    print(summary + resumed + written + failed, file=sys.stderr)
     return 1 if result.failures else 0
