@@ -25,6 +25,18 @@ def shared_data() -> Path:
     return root
 
 
+CAMPPLUS_FILE = Path("campplus-zh-en-common") / "campplus_cn_en_common.pt"
+
+
+@pytest.fixture(scope="session")
+def campplus_checkpoint() -> Path:
+    """3D-Speaker's CAM++ checkpoint in $VOXVEC_MODELS (else ../shared/models); skips if absent."""
+    root = Path(os.environ.get("VOXVEC_MODELS", REPO_ROOT.parent / "shared" / "models"))
+    if not (root / CAMPPLUS_FILE).is_file():
+        pytest.skip(f"CAM++ checkpoint not found at {root / CAMPPLUS_FILE} (set VOXVEC_MODELS)")
+    return root / CAMPPLUS_FILE
+
+
 @pytest.fixture
 def sine_wave() -> np.ndarray:
     """One second of a 220 Hz tone with light noise at 16 kHz, float32 in [-1, 1]."""
