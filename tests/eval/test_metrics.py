@@ -192,3 +192,68 @@ def test_bootstrap_of_perfect_system_is_zero_and_errors() -> None:
         metrics.eer_confidence_interval(scores, labels, s1, s2, confidence=1.0)
     with pytest.raises(ValueError, match="speakers1"):
         metrics.eer_confidence_interval(scores, labels, s1[:3], s2)
+
+
+# ---------------------------------------------------------------- Cllr (hand-computed values)
+
+
+def test_cllr_of_an_uninformative_system_is_one_bit() -> None:
+    assert metrics.cllr([0.0, 0.0, 0.0], [1, 0, 0]) == pytest.approx(1.0)
+
+
+def test_cllr_hand_computed() -> None:
+    # target llr 2: log2(1 + e^-2) = 0.183118; non-target llr -1: log2(1 + e^-1) = 0.451941
+    assert metrics.cllr([2.0, -1.0], [1, 0]) == pytest.approx((0.183118 + 0.451941) / 2, abs=1e-6)
+    # two targets (llr 0 and 3), one non-target (llr 1): targets (1 + 0.070097) / 2,
+    # non-target log2(1 + e) = 1.894636
+    expected = ((1.0 + np.log2(1 + np.exp(-3.0))) / 2 + np.log2(1 + np.e)) / 2
+    assert expected == pytest.approx((0.535049 + 1.894636) / 2, abs=1e-6)
+    assert metrics.cllr([0.0, 3.0, 1.0], [1, 1, 0]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_cllr_penalises_confident_mistakes_without_bound() -> None:
+    assert metrics.cllr([-20.0, 20.0], [1, 0]) == pytest.approx(20 / np.log(2), rel=1e-6)
+    assert metrics.cllr([np.inf, -np.inf], [1, 0]) == 0.0
+    assert metrics.cllr([-np.inf, -np.inf], [1, 0]) == np.inf
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.cllr([np.nan, 0.0], [1, 0])
+    with pytest.raises(ValueError, match="both target and non-target"):
+        metrics.cllr([0.0, 1.0], [1, 1])
+
+
+def test_pav_and_min_cllr_hand_computed() -> None:
+    # sorted labels 0 1 0 1: PAV pools the middle pair -> posteriors 0, .5, .5, 1; balanced prior
+    llrs = metrics.pav_llrs([1.0, 2.0, 3.0, 4.0], [0, 1, 0, 1])
+    np.testing.assert_array_equal(llrs, [-np.inf, 0.0, 0.0, np.inf])
+    # each class: one trial with 0 cost, one with 1 bit -> 0.5
+    assert metrics.min_cllr([1.0, 2.0, 3.0, 4.0], [0, 1, 0, 1]) == pytest.approx(0.5)
+    # labels 1 0 1 (2 targets, prior log-odds log 2): posteriors .5 .5 1 -> llrs -log 2, -log 2, inf
+    # targets: (log2 3 + 0) / 2 = 0.792481; non-target: log2(1.5) = 0.584963
+    np.testing.assert_allclose(
+        metrics.pav_llrs([1.0, 2.0, 3.0], [1, 0, 1]), [-np.log(2), -np.log(2), np.inf]
+    )
+    assert metrics.min_cllr([1.0, 2.0, 3.0], [1, 0, 1]) == pytest.approx(
+        (0.792481 + 0.584963) / 2, abs=1e-6
+    )
+
+
+def test_min_cllr_bounds_and_ties() -> None:
+    assert metrics.min_cllr([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 0.0
+    # every score tied: one block with the prior posterior -> llr 0 -> exactly 1 bit
+    assert metrics.min_cllr([0.5] * 5, [1, 0, 0, 1, 0]) == pytest.approx(1.0)
+    # a reversed system is no better than no information once calibrated monotonically
+    assert metrics.min_cllr([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_min_cllr_never_exceeds_cllr_of_any_affine_calibration(seed: int) -> None:
+    scores, labels = random_trials(seed)
+    best = metrics.min_cllr(scores, labels)
+    assert 0.0 < best < 1.0
+    for slope, offset in [(1.0, -0.5), (2.0, -1.0), (0.5, 0.0), (3.0, -2.0)]:
+        assert best <= metrics.cllr(slope * scores + offset, labels) + 1e-12
+    # PAV output is monotone in the score and invariant to a monotone transform of it
+    llrs = metrics.pav_llrs(scores, labels)
+    ordered = llrs[np.argsort(scores, kind="stable")]
+    assert np.all(ordered[1:] >= ordered[:-1])
+    np.testing.assert_array_equal(metrics.pav_llrs(np.exp(scores), labels), llrs)

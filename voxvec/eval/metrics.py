@@ -1,9 +1,12 @@
-"""Verification metrics: EER, minDCF, DET/ROC curves, thresholds (pure numpy).
+"""Verification metrics: EER, minDCF, Cllr, DET/ROC curves, thresholds (pure numpy).
 
 Conventions: ``scores`` is ``(T,)`` float, higher meaning "more likely the same speaker";
 ``labels`` is ``(T,)`` with 1 (or True) for target trials (same speaker) and 0 for non-target
 trials. A trial is accepted when ``score >= threshold``. The operating points are the distinct
 scores plus ``+inf`` (accept nothing), so the curves run from (FAR 1, FRR 0) to (FAR 0, FRR 1).
+
+Calibration quality (:func:`cllr`, :func:`min_cllr`) is measured in bits on log-likelihood
+ratios: natural-log ``llr = log p(score | same) / p(score | different)``.
 """
 
 from __future__ import annotations
@@ -267,3 +270,81 @@ def eer_confidence_interval(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(np.asarray(eers), [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def cllr(llrs: ArrayLike, labels: ArrayLike) -> float:
+    """Log-likelihood-ratio cost: how well scores work as log-likelihood ratios, in bits.
+
+    ``Cllr = (mean_target log2(1 + e^-llr) + mean_nontarget log2(1 + e^llr)) / 2``. A system that
+    always says ``llr = 0`` (no information) scores 1; a perfect, well-calibrated one tends to 0;
+    a badly calibrated one can exceed 1 however well it separates the classes.
+
+    Args:
+        llrs: ``(T,)`` natural-log likelihood ratios (``+inf``/``-inf`` allowed).
+        labels: ``(T,)`` 1 for target, 0 for non-target.
+
+    Returns:
+        Cllr in bits (``inf`` if a target has ``llr = -inf`` or a non-target ``+inf``).
+
+    Raises:
+        ValueError: shapes differ, an llr is NaN, a label is not 0/1, or one class is missing.
+    """
+    s = np.asarray(llrs, dtype=np.float64)
+    if np.isnan(s).any():
+        raise ValueError(f"llrs must not be NaN; {int(np.isnan(s).sum())} are")
+    _, y = _validate(np.where(np.isfinite(s), s, 0.0), labels)  # infinities are valid llrs
+    target = np.logaddexp(0.0, -s[y]).mean()
+    nontarget = np.logaddexp(0.0, s[~y]).mean()
+    return float((target + nontarget) / (2.0 * np.log(2.0)))
+
+
+def pav_llrs(scores: ArrayLike, labels: ArrayLike) -> Float:
+    """The optimal monotone score-to-LLR map on these trials (pool-adjacent-violators).
+
+    Tied scores share one value. The posterior of each pooled block (its fraction of targets)
+    becomes an llr by removing the trials' prior log-odds ``log(n_target / n_nontarget)``.
+
+    Args:
+        scores: ``(T,)`` trial scores.
+        labels: ``(T,)`` 1 for target, 0 for non-target.
+
+    Returns:
+        ``(T,)`` llrs in the original order (``-inf`` for blocks without a target, ``+inf`` for
+        blocks without a non-target).
+
+    Raises:
+        ValueError: as :func:`det_curve`.
+    """
+    s, y = _validate(scores, labels)
+    distinct, inverse = np.unique(s, return_inverse=True)
+    n = np.bincount(inverse, minlength=distinct.size).astype(np.float64)
+    t = np.bincount(inverse, weights=y.astype(np.float64), minlength=distinct.size)
+    # blocks as a stack of (targets, trials, number of distinct scores pooled)
+    block_t: list[float] = []
+    block_n: list[float] = []
+    block_len: list[int] = []
+    for k in range(distinct.size):
+        bt, bn, bl = t[k], n[k], 1
+        while block_t and block_t[-1] / block_n[-1] >= bt / bn:
+            bt, bn, bl = bt + block_t.pop(), bn + block_n.pop(), bl + block_len.pop()
+        block_t.append(bt)
+        block_n.append(bn)
+        block_len.append(bl)
+    posterior = np.repeat(np.array(block_t) / np.array(block_n), block_len)
+    n_target = float(y.sum())
+    prior_log_odds = np.log(n_target / (y.size - n_target))
+    with np.errstate(divide="ignore"):
+        log_odds = np.log(posterior) - np.log1p(-posterior)
+    return (log_odds - prior_log_odds)[inverse]
+
+
+def min_cllr(scores: ArrayLike, labels: ArrayLike) -> float:
+    """Cllr after the best monotone calibration of these trials (:func:`pav_llrs`), in bits.
+
+    It measures discrimination only: ``cllr(llrs) - min_cllr(llrs)`` is the cost of
+    miscalibration. 0 for perfectly separated scores, 1 for scores that carry no information.
+
+    Raises:
+        ValueError: as :func:`det_curve`.
+    """
+    return cllr(pav_llrs(scores, labels), labels)
