@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import errno
 import logging
+import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,11 +20,14 @@ from voxvec.embedding_files import (
     OUTPUT_FORMATS,
     EmbeddingInputs,
     FailedInput,
+    OutputLockedError,
     check_output,
     collect_inputs,
     embed_many,
     embed_to_file,
+    output_lock,
     read_embeddings,
+    side_files,
     write_embeddings,
 )
 
@@ -79,12 +85,48 @@ def test_collect_errors(tmp_path: Path) -> None:
     touch(tmp_path / "empty" / "readme.txt")
     with pytest.raises(ValueError, match="no audio files .* found in .*empty"):
         collect_inputs([tmp_path / "empty"])
+    (tmp_path / "header-only.csv").write_text("path,speaker\n")
+    with pytest.raises(ValueError, match="no audio files .* found in .*header-only.csv"):
+        collect_inputs([tmp_path / "header-only.csv"])
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         collect_inputs([tmp_path / "nope.csv"])
     with pytest.raises(ValueError, match="no input given"):
         collect_inputs([])
     missing_audio = collect_inputs([tmp_path / "later.wav"])  # fails when embedded, not here
     assert missing_audio.paths == [tmp_path / "later.wav"]
+
+
+def test_an_empty_folder_among_the_inputs_is_skipped_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "empty").mkdir()
+    audio = touch(tmp_path / "full" / "a.wav")
+    with caplog.at_level(logging.WARNING, logger="voxvec.embedding_files"):
+        inputs = collect_inputs([tmp_path / "empty", tmp_path / "full"])
+    assert inputs.paths == [audio] and inputs.empty_folders == [tmp_path / "empty"]
+    assert any("empty: skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_linked_folders_are_followed_once_and_broken_links_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outside = touch(tmp_path / "elsewhere" / "x.wav").parent
+    root = tmp_path / "root"
+    inside = touch(root / "sub" / "y.flac")
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)  # a cycle
+    (root / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    (root / "gone-notes").symlink_to(tmp_path / "deleted")
+    with caplog.at_level(logging.WARNING, logger="voxvec.embedding_files"):
+        inputs = collect_inputs([root])
+    assert inputs.paths == [root / "gone.wav", root / "linked" / "x.wav", inside]
+    messages = " | ".join(r.getMessage() for r in caplog.records)
+    assert "symbolic link loop" in messages and str(root / "sub" / "loop") in messages
+    assert f"gone.wav: broken symbolic link (to {tmp_path / 'deleted.wav'})" in messages
+    assert "gone-notes: broken symbolic link" in messages and "skipped" in messages
+    # the broken link fails when embedded, so it is in the failure report with its reason
+    report = embed_to_file(TableEmbedder({"x.wav": vectors(1)[0]}), inputs, tmp_path / "e.npy")
+    assert [f.source for f in report.failures] == [str(root / "gone.wav"), str(inside)]
 
 
 # --------------------------------------------------------------------------- files
@@ -235,3 +277,159 @@ def test_output_that_is_an_input_is_refused_before_embedding(tmp_path: Path) -> 
     with pytest.raises(ValueError, match=r"end in one of \('.npy', '.npz', '.csv'\)"):
         check_output(tmp_path / "e.h5", inputs)
     assert check_output(tmp_path / "E.NPZ", inputs) == tmp_path / "E.NPZ"
+
+
+# --------------------------------------------------------------------------- resumable job
+
+
+class CrashingEmbedder(TableEmbedder):
+    """A :class:`TableEmbedder` 'killed' (KeyboardInterrupt) at its ``crash_at``-th input."""
+
+    def __init__(self, table: dict[str, np.ndarray], crash_at: int) -> None:
+        super().__init__(table)
+        self.crash_at = crash_at
+        self.n_seen = 0
+
+    def iter_embed(self, paths: Sequence[Path], batch_size: int = 16) -> Iterator[SimpleNamespace]:
+        for result in super().iter_embed(paths, batch_size):
+            self.n_seen += 1
+            if self.n_seen == self.crash_at:
+                raise KeyboardInterrupt
+            yield result
+
+
+def _job(tmp_path: Path, n: int = 10) -> tuple[EmbeddingInputs, dict[str, np.ndarray]]:
+    names = [f"f{i}.wav" for i in range(n)]
+    table = {name: vector for name, vector in zip(names, vectors(n), strict=True)}
+    del table["f3.wav"], table["f8.wav"]  # two inputs fail
+    paths = [tmp_path / name for name in names]
+    return EmbeddingInputs(paths, [f"s{i % 3}" for i in range(n)], [tmp_path / "m.csv"]), table
+
+
+@pytest.mark.parametrize("suffix", OUTPUT_FORMATS)
+def test_a_killed_job_resumes_to_the_same_output(tmp_path: Path, suffix: str) -> None:
+    inputs, table = _job(tmp_path)
+    straight = embed_to_file(TableEmbedder(table), inputs, tmp_path / f"a{suffix}", chunk_size=3)
+    out = write_embeddings(tmp_path / f"b{suffix}", vectors(1, seed=9), ["old"], ["x"])
+    before = out.read_bytes()
+    journal, lock, report = side_files(out)
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_to_file(CrashingEmbedder(table, crash_at=8), inputs, out, chunk_size=3)
+    # chunks 0-2 and 3-5 are in the journal; the old output is untouched; the lock is released
+    assert len(journal.read_bytes().splitlines()) == 3 and out.read_bytes() == before
+    assert not lock.exists() and not report.exists()
+
+    resumer = TableEmbedder(table)
+    seen: list[FailedInput] = []
+    resumed = embed_to_file(resumer, inputs, out, chunk_size=3, resume=True, on_failure=seen.append)
+    assert resumer.calls == [[str(p) for p in inputs.paths[6:9]], [str(inputs.paths[9])]]
+    assert resumed.n_resumed == 6 and resumed.n_embedded == straight.n_embedded == 8
+    assert resumed.failures == straight.failures == seen
+    assert [f.index for f in seen] == [3, 8]
+    a, b = read_embeddings(tmp_path / f"a{suffix}"), read_embeddings(out)
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    assert (a.ids, a.speakers) == (b.ids, b.speakers)
+    if suffix != ".npz":  # zip members carry a time stamp
+        assert (tmp_path / f"a{suffix}").read_bytes() == out.read_bytes()
+    assert not journal.exists() and not lock.exists()
+    with report.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [
+        ["index", "path", "reason"],
+        ["3", str(inputs.paths[3]), f"cannot decode '{inputs.paths[3]}'"],
+        ["8", str(inputs.paths[8]), f"cannot decode '{inputs.paths[8]}'"],
+    ]
+
+
+def test_a_torn_journal_line_is_redone_and_foreign_journals_refused(tmp_path: Path) -> None:
+    inputs, table = _job(tmp_path)
+    out = tmp_path / "e.npy"
+    journal = side_files(out)[0]
+    with pytest.raises(KeyboardInterrupt):
+        embed_to_file(CrashingEmbedder(table, crash_at=8), inputs, out, chunk_size=3)
+    complete = journal.read_bytes()
+    journal.write_bytes(complete[: len(complete) - 40])  # a kill while appending chunk 3-5
+
+    resumer = TableEmbedder(table)
+    embed_to_file(resumer, inputs, out, chunk_size=3, resume=True)
+    assert resumer.calls[0] == [str(p) for p in inputs.paths[3:6]]
+    np.testing.assert_array_equal(
+        np.load(out), np.stack([table[p.name] for p in inputs.paths if p.name in table])
+    )
+
+    for other in ({"job": "model=other"}, {"chunk_size": 4}):
+        with pytest.raises(KeyboardInterrupt):
+            embed_to_file(CrashingEmbedder(table, crash_at=8), inputs, out, chunk_size=3)
+        with pytest.raises(ValueError, match="other inputs or settings"):
+            embed_to_file(
+                TableEmbedder(table), inputs, out, resume=True, **{"chunk_size": 3, **other}
+            )
+    journal.write_bytes(b"garbage\n")
+    with pytest.raises(ValueError, match="is damaged"):
+        embed_to_file(TableEmbedder(table), inputs, out, chunk_size=3, resume=True)
+    # without resume a journal is discarded and the job starts afresh
+    fresh = TableEmbedder(table)
+    assert embed_to_file(fresh, inputs, out, chunk_size=3).n_resumed == 0
+    assert len(fresh.calls) == 4 and not journal.exists()
+
+
+def test_a_second_job_on_the_same_output_is_refused(tmp_path: Path) -> None:
+    inputs, table = _job(tmp_path)
+    out = write_embeddings(tmp_path / "e.npz", vectors(1), ["old"])
+    before = out.read_bytes()
+    with output_lock(out) as lock:
+        assert lock == side_files(out)[1] and lock.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(OutputLockedError, match=r"e.npz is being written by another job"):
+            embed_to_file(TableEmbedder(table), inputs, out)
+    assert out.read_bytes() == before and not lock.exists()
+    assert embed_to_file(TableEmbedder(table), inputs, out).n_embedded == 8
+
+
+def test_when_everything_fails_the_earlier_output_is_removed(tmp_path: Path) -> None:
+    out = write_embeddings(tmp_path / "e.npz", vectors(1), [str(tmp_path / "x.wav")])
+    report_file = side_files(out)[2]
+    report = embed_to_file(TableEmbedder({}), EmbeddingInputs([tmp_path / "x.wav"], None, []), out)
+    assert report.out is None and not out.exists()
+    assert report.report == report_file and report_file.is_file()
+    # a later job where nothing fails removes the stale failure report
+    ok = embed_to_file(
+        TableEmbedder({"x.wav": vectors(1)[0]}),
+        EmbeddingInputs([tmp_path / "x.wav"], None, []),
+        out,
+    )
+    assert ok.out == out and ok.report is None and not report_file.exists()
+
+
+def test_a_full_disk_names_the_file_and_keeps_what_was_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs, table = _job(tmp_path)
+    out = tmp_path / "e.npy"
+    real_fsync = os.fsync
+    calls = [0]
+
+    def fsync(fd: int) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(
+        OSError, match=rf"cannot write {re.escape(str(out))}.partial: No space left"
+    ):
+        embed_to_file(TableEmbedder(table), inputs, out, chunk_size=3)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    with pytest.raises(OSError, match=rf"cannot write {re.escape(str(out))}: No space left"):
+        embed_to_file(TableEmbedder(table), inputs, out, chunk_size=3, resume=True)
+    assert not out.exists() and side_files(out)[0].exists()
+    monkeypatch.undo()
+    resumer = TableEmbedder(table)
+    assert embed_to_file(resumer, inputs, out, chunk_size=3, resume=True).n_resumed == 10
+    assert resumer.calls == [] and np.load(out).shape == (8, 8)

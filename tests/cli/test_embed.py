@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import csv
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from voxvec.cli import main
+from voxvec.embedding_files import read_embeddings, side_files, write_embeddings
 from voxvec.inference import Embedder
 from voxvec.models import create_model
 from voxvec.weights import load_bundle, save_bundle
@@ -187,3 +194,118 @@ def test_out_equal_to_an_input_manifest_is_refused_before_loading(
     err = capsys.readouterr().err
     assert "is also an input" in err and "no-such-model" not in err
     assert manifest.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- real processes
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A much smaller model than :func:`bundle`, for the tests that run voxvec in processes."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tinier.safetensors"
+    model = create_model("ecapa", channels=16, mfa_channels=32, attention_channels=8)
+    return save_bundle(model, path, {"name": "tinier"})
+
+
+def _many_inputs(speech: list[Path], root: Path, n: int) -> Path:
+    """A folder of ``n`` 1.5 s clips of the recordings and one broken file (``n + 1`` inputs)."""
+    root.mkdir()
+    for i in range(n):
+        wav, rate = sf.read(speech[i % len(speech)], dtype="float32")
+        start = (i // len(speech)) * rate // 2
+        sf.write(root / f"f{i:02d}.wav", wav[start : start + 3 * rate // 2], rate)
+    (root / "f07b.wav").write_bytes(b"RIFF not really a wave file" * 10)
+    return root
+
+
+def _voxvec(*argv: str | Path) -> list[str]:
+    return [sys.executable, "-m", "voxvec", *map(str, argv)]
+
+
+def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}: {process.stderr.read()!r}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_a_killed_run_resumes_to_the_output_of_an_uninterrupted_one(
+    tiny_bundle: Path, speech: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _many_inputs(speech, tmp_path / "in", n=12)
+    options = ["--model", str(tiny_bundle), "--chunk-size", "2", "--batch-size", "3", "--device",
+               "cpu", "--precision", "float32", "-q"]  # fmt: skip
+    straight = tmp_path / "straight.npz"
+    assert main(["embed", str(folder), "--out", str(straight), *options]) == 1
+
+    out = write_embeddings(tmp_path / "emb.npz", np.ones((1, 4), np.float32), ["earlier run"])
+    before = out.read_bytes()
+    journal = side_files(out)[0]
+    run = subprocess.Popen(_voxvec("embed", folder, "--out", out, *options), stderr=subprocess.PIPE)
+    _wait_for(lambda: journal.is_file() and journal.read_bytes().count(b"\n") >= 3, run, "chunks")
+    run.kill()
+    run.wait()
+    assert out.read_bytes() == before  # the output is never half-written, the old one kept
+    n_chunks = journal.read_bytes().count(b"\n") - 1
+    assert 2 <= n_chunks < 7
+
+    capsys.readouterr()
+    assert main(["embed", str(folder), "--out", str(out), *options, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "f07b.wav" in err and "embedded 12 files, 1 failed" in err
+    assert f"({2 * n_chunks} from the interrupted run) -> {out}" in err
+    a, b = np.load(straight), np.load(out)
+    np.testing.assert_array_equal(a["embeddings"], b["embeddings"])  # bit-identical
+    assert list(a["ids"]) == list(b["ids"]) and len(b["ids"]) == 12
+    assert not journal.exists()
+    report = side_files(out)[2].read_text().splitlines()
+    assert report[0] == "index,path,reason" and report[1].startswith(f"8,{folder / 'f07b.wav'},")
+
+
+def test_a_second_run_on_the_same_output_is_refused_and_the_first_wins(
+    tiny_bundle: Path, speech: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _many_inputs(speech, tmp_path / "in", n=6)
+    options = ["--model", tiny_bundle, "--chunk-size", "1", "--device", "cpu", "--precision",
+               "float32", "-q"]  # fmt: skip
+    out = tmp_path / "emb.csv"
+    lock = side_files(out)[1]
+    first = subprocess.Popen(
+        _voxvec("embed", folder, "--out", out, *options), stderr=subprocess.PIPE
+    )
+    _wait_for(lock.is_file, first, "the lock")
+    first.send_signal(signal.SIGSTOP)  # hold the first run inside its job
+    try:
+        code = main(["embed", str(folder), "--out", str(out), *map(str, options)])
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert code == 2 and "is being written by another job" in capsys.readouterr().err
+    assert first.wait(timeout=120) == 1
+    written = read_embeddings(out)
+    assert [Path(i).name for i in written.ids] == [f"f{i:02d}.wav" for i in range(6)]
+    np.testing.assert_allclose(
+        written.embeddings, _expected(tiny_bundle, [Path(i) for i in written.ids]), atol=1e-5
+    )
+    assert not lock.exists()
+
+
+def test_out_equal_to_an_input_audio_file_is_refused(
+    bundle: Path, speech: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    audio = tmp_path / "a.npy"  # an input whose name is also a valid output name
+    audio.write_bytes(b"not audio")
+    assert main(["embed", str(audio), str(speech[0]), "--out", str(audio), "--model",
+                 str(bundle)]) == 2  # fmt: skip
+    assert "is also an input" in capsys.readouterr().err and audio.read_bytes() == b"not audio"
+
+
+def test_an_empty_folder_among_the_inputs_does_not_stop_the_run(
+    bundle: Path, speech: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "e.npy"
+    args = ["embed", str(tmp_path / "empty"), str(speech[0]), "--out", str(out)]
+    assert main([*args, "--model", str(bundle), "--precision", "float32", "-q"]) == 0
+    assert np.load(out).shape == (1, 256)
