@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,12 @@ def test_absolute_paths_kept_and_relative_resolved_against_csv_folder(
         ("path,speaker\na.wav,s\nb.wav\n", "line 3"),
         ("path,speaker\na.wav,s\n,s2\n", "line 3"),
         ("path,speaker\na.wav,s\nb.wav,  \n", "line 3"),
+        ("path,speaker\na.wav,s\nb.wav,s,extra\n", "line 3: 3 field"),
+        ("path,speaker\na.wav,s\nb\0.wav,s\n", "line 3: the path .* holds a NUL byte"),
+        (
+            "path,speaker\na.wav,ann\nb.wav,s\na.wav,bob\n",
+            "line 4: a.wav is listed as speaker 'bob' here and as 'ann' on line 2",
+        ),
     ],
 )
 def test_bad_manifest_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -68,6 +75,35 @@ def test_bad_manifest_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         read_manifest(csv_path)
     assert str(csv_path) in str(info.value)
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("path,speaker\na.wav,s\n", encoding="utf-8-sig")  # as Excel saves it
+    assert csv_path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert read_manifest(csv_path) == [ManifestItem(tmp_path / "a.wav", "s")]
+
+
+def test_a_latin1_manifest_error_names_the_file(tmp_path: Path) -> None:
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("path,speaker\nJosé.wav,s\n", encoding="latin-1")
+    with pytest.raises(
+        ValueError, match=r"m\.csv, line 2: not UTF-8 text \(byte b'\\xe9' at offset 16\)"
+    ):
+        read_manifest(csv_path)
+
+
+def test_duplicated_rows_are_kept_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("path,speaker\na.wav,s\nb.wav,s\na.wav,s\n")
+    with caplog.at_level(logging.WARNING, logger="voxvec.data.manifest"):
+        items = read_manifest(csv_path)
+    assert [i.path.name for i in items] == ["a.wav", "b.wav", "a.wav"]
+    assert caplog.messages == [
+        f"{csv_path}: 1 duplicated row(s), each used as often as it appears: line 4 repeats line 2"
+    ]
 
 
 def test_missing_manifest(tmp_path: Path) -> None:
@@ -114,3 +150,20 @@ def test_split_by_speaker_is_disjoint_and_seeded(tmp_path: Path) -> None:
 def test_split_by_speaker_errors(tmp_path: Path, n_valid: int, n_test: int) -> None:
     with pytest.raises(ValueError, match="speaker"):
         split_by_speaker(_items(5, 2, tmp_path), n_valid, n_test)
+
+
+def test_every_command_reads_a_manifest_with_a_byte_order_mark(tmp_path: Path) -> None:
+    from voxvec.data.loader import DataConfig, training_data
+    from voxvec.data.prepare import scan_manifest
+    from voxvec.embedding_files import collect_inputs
+
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / name).write_bytes(b"")
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("path,speaker\na.wav,s1\nb.wav,s2\n", encoding="utf-8-sig")
+    expected = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    assert collect_inputs([csv_path]).paths == expected  # voxvec embed
+    assert [i.path for i in scan_manifest(csv_path).items] == expected  # voxvec prepare
+    assert [i.path for i in read_manifest(csv_path)] == expected  # voxvec eval
+    config = DataConfig(str(csv_path), n_speakers=2, n_utterances=1, num_workers=0)
+    assert [i.path for i in training_data(config, 16000, 1, seed=0).items] == expected  # train

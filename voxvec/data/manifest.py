@@ -8,14 +8,18 @@ folder holding the CSV, so a corpus folder with its manifest can be moved as one
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 from voxvec.atomic import atomic_open
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("path", "speaker")
 
@@ -31,8 +35,10 @@ class ManifestItem:
 def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
     """Read a ``path,speaker`` CSV.
 
+    The file is UTF-8, with or without a byte-order mark (as spreadsheet programs save it).
     Extra columns are ignored. Relative paths are resolved against the CSV's folder; absolute
-    paths are kept. The files themselves are not checked.
+    paths are kept. The files themselves are not checked. A row that repeats an earlier one is
+    kept (it counts twice) and logged as a warning with both line numbers.
 
     Args:
         path: the CSV file.
@@ -42,16 +48,38 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the header lacks ``path`` or ``speaker``, or a row (named by its line number)
-            has an empty path or speaker or the wrong number of fields.
+        ValueError: the file is not UTF-8 text or not CSV, the header lacks ``path`` or
+            ``speaker``, a row (named by its line number) has an empty path or speaker, a path
+            with a NUL byte or the wrong number of fields, or one file is listed with two
+            speakers.
     """
     csv_path = Path(path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"manifest not found: {csv_path}")
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as f:
+            return _read_rows(csv_path, f)
+    except UnicodeDecodeError:
+        raw = csv_path.read_bytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:  # the whole file: offsets from its start
+            line = raw.count(b"\n", 0, err.start) + 1
+            raise ValueError(
+                f"{csv_path}, line {line}: not UTF-8 text (byte {raw[err.start : err.start + 1]!r}"
+                f" at offset {err.start}); save the manifest as UTF-8"
+            ) from None
+        raise
+
+
+def _read_rows(csv_path: Path, text: TextIO) -> list[ManifestItem]:
+    """The items of an open manifest (see :func:`read_manifest`)."""
+    reader = csv.reader(text)
     folder = csv_path.parent
     items: list[ManifestItem] = []
-    with csv_path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
+    first_line: dict[ManifestItem, int] = {}
+    duplicates: list[str] = []
+    try:
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{csv_path}: empty file; expected a header line 'path,speaker'")
@@ -63,6 +91,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
                 "expected a header line 'path,speaker'"
             )
         i_path, i_speaker = header.index("path"), header.index("speaker")
+        speaker_of: dict[Path, tuple[str, int]] = {}
         for row in reader:
             line = reader.line_num
             if not row or all(not field.strip() for field in row):
@@ -75,7 +104,28 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
             raw_path, speaker = row[i_path].strip(), row[i_speaker].strip()
             if not raw_path or not speaker:
                 raise ValueError(f"{csv_path}, line {line}: empty path or speaker in {row}")
-            items.append(ManifestItem(folder / raw_path, speaker))
+            if "\0" in raw_path:
+                raise ValueError(f"{csv_path}, line {line}: the path {raw_path!r} holds a NUL byte")
+            item = ManifestItem(folder / raw_path, speaker)
+            earlier, earlier_line = speaker_of.setdefault(item.path, (speaker, line))
+            if earlier != speaker:
+                raise ValueError(
+                    f"{csv_path}, line {line}: {raw_path} is listed as speaker {speaker!r} here "
+                    f"and as {earlier!r} on line {earlier_line}; a file has one speaker"
+                )
+            if item in first_line:
+                duplicates.append(f"line {line} repeats line {first_line[item]}")
+            first_line.setdefault(item, line)
+            items.append(item)
+    except csv.Error as err:
+        raise ValueError(f"{csv_path}, line {reader.line_num}: not valid CSV ({err})") from None
+    if duplicates:
+        logger.warning(
+            "%s: %d duplicated row(s), each used as often as it appears: %s",
+            csv_path,
+            len(duplicates),
+            "; ".join(duplicates[:5]) + ("; ..." if len(duplicates) > 5 else ""),
+        )
     return items
 
 
