@@ -19,7 +19,16 @@ from collections.abc import Sequence
 
 from voxvec import __version__
 
-COMMANDS: tuple[str, ...] = ("embed", "similarity", "models", "prepare", "eval", "train", "export")
+COMMANDS: tuple[str, ...] = (
+    "embed",
+    "similarity",
+    "models",
+    "prepare",
+    "eval",
+    "train",
+    "export",
+    "diarize",
+)
 
 
 def _command(argv: Sequence[str]) -> str | None:

@@ -17,6 +17,12 @@ dicts of its ``CAMPPlus`` module (``head.*`` for the 2-D front module, ``xvector
 read with ``torch.load(..., weights_only=True)`` and renamed to :mod:`voxvec.models.campplus`'s
 parameters by :data:`CAMPPLUS_KEY_RENAMES`.
 
+``"pyannote-segmentation"``: pyannote's segmentation-3.0 checkpoint (``pytorch_model.bin``, a
+PyTorch Lightning pickle that also names pyannote and Lightning classes), read with the restricted
+unpickler; its ``state_dict`` already uses :class:`voxvec.models.pyannet.PyanNet`'s names and its
+``hyper_parameters`` are checked against :class:`~voxvec.models.pyannet.PyanNetConfig`. It is not
+a speaker encoder: :func:`voxvec.apps.segmentation.load_segmentation` builds the model from it.
+
 :func:`detect_converter` tells which converter reads a file, by content.
 """
 
@@ -335,6 +341,67 @@ def read_3dspeaker(path: str | os.PathLike) -> tuple[str, dict[str, Tensor]]:
     return "campplus", campplus_state_dict(_load_weights_only(path), f"'{path}'")
 
 
+_PYANNOTE_HPARAMS: tuple[tuple[str, str, str], ...] = (
+    ("sincnet", "stride", "sinc_stride"),
+    ("lstm", "hidden_size", "lstm_hidden"),
+    ("lstm", "num_layers", "lstm_layers"),
+    ("linear", "hidden_size", "linear_hidden"),
+    ("linear", "num_layers", "linear_layers"),
+)
+"""(section, key, PyanNetConfig field) of the checkpoint's hyper-parameters that voxvec checks."""
+
+
+def pyannote_segmentation_state_dict(checkpoint: Any, source: str) -> dict[str, Tensor]:
+    """:class:`~voxvec.models.pyannet.PyanNet` state dict from a pyannote Lightning checkpoint.
+
+    Args:
+        checkpoint: what :func:`load_pickled_checkpoint` returned: a dict with ``state_dict``
+            and ``hyper_parameters`` (Lightning's layout).
+        source: the file, for error messages.
+
+    Returns:
+        Parameter and buffer name -> tensor with PyanNet's names.
+
+    Raises:
+        ValueError: no state dict of tensors, or hyper-parameters other than those of
+            segmentation-3.0 (a bidirectional, monolithic LSTM; the
+            :class:`~voxvec.models.pyannet.PyanNetConfig` defaults).
+    """
+    from voxvec.models.pyannet import PyanNetConfig
+
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    ):
+        raise ValueError(
+            f"{source}: expected a PyTorch Lightning checkpoint with a 'state_dict' of tensors "
+            f"(pyannote segmentation), got {type(checkpoint).__name__}"
+        )
+    hparams = checkpoint.get("hyper_parameters") or {}
+    expected = PyanNetConfig()
+    lstm = hparams.get("lstm") or {}
+    if lstm.get("bidirectional") is False or lstm.get("monolithic") is False:
+        raise ValueError(f"{source}: only a bidirectional, monolithic LSTM is supported ({lstm})")
+    for section, key, field_name in _PYANNOTE_HPARAMS:
+        value = (hparams.get(section) or {}).get(key)
+        if value is not None and value != getattr(expected, field_name):
+            raise ValueError(
+                f"{source}: hyper-parameter {section}.{key}={value!r}, but voxvec's PyanNet "
+                f"reads only the segmentation-3.0 layout ({key}={getattr(expected, field_name)})"
+            )
+    return normalize_keys(state)
+
+
+def read_pyannote_segmentation(path: str | os.PathLike) -> tuple[str, dict[str, Tensor]]:
+    """``("pyannet", state_dict)`` of a pyannote segmentation-3.0 checkpoint.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: not a readable checkpoint, or not one of the segmentation-3.0 layout.
+    """
+    return "pyannet", pyannote_segmentation_state_dict(load_pickled_checkpoint(path), f"'{path}'")
+
+
 def detect_converter(path: str | os.PathLike) -> str:
     """The name of the converter that reads ``path`` (not a voxvec bundle), told by content.
 
@@ -379,6 +446,12 @@ CONVERTERS: Mapping[str, Converter] = types.MappingProxyType(
                 "3dspeaker",
                 "3D-Speaker CAM++ checkpoints (plain state dicts, e.g. campplus_cn_en_common.pt)",
                 read_3dspeaker,
+            ),
+            Converter(
+                "pyannote-segmentation",
+                "pyannote segmentation-3.0 Lightning checkpoints (pytorch_model.bin; not a "
+                "speaker encoder)",
+                read_pyannote_segmentation,
             ),
         )
     }

@@ -1,0 +1,119 @@
+"""Who spoke when: diarize recordings into speaker turns.
+
+For each FILE, writes OUT/<file stem>.rttm (standard RTTM, the stem as recording id) and
+OUT/<file stem>.json (source, duration, speakers, segments and exclusive segments), and prints
+a readable timeline. Segments overlap where two speakers talk at once (with --segmentation);
+--exclusive writes one speaker at a time into the RTTM (for aligning with transcripts).
+
+The number of speakers is estimated unless --num-speakers gives it (always respected);
+--min-speakers / --max-speakers bound the estimate. A file that cannot be read is reported
+with the reason and skipped; the exit code is then 1.
+
+examples:
+  voxvec diarize meeting.wav --out diar/
+  voxvec diarize a.flac b.wav --num-speakers 2 --out diar/
+  voxvec diarize call.wav --min-speakers 2 --max-speakers 4 --out diar/ \\
+      --model ../shared/models/campplus-zh-en-common/campplus_cn_en_common.pt \\
+      --segmentation ../shared/models/pyannote-segmentation-3.0/pytorch_model.bin
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+HELP = "who spoke when: speaker turns of recordings as RTTM, JSON and a timeline"
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``voxvec diarize``."""
+    from voxvec.apps.segmentation import SEGMENTATION_ENV
+    from voxvec.audio.vad import METHODS as VAD_METHODS
+    from voxvec.runtime import PRECISIONS
+
+    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    parser.add_argument("--out", "-o", required=True, type=Path, help="output folder")
+    parser.add_argument("--num-speakers", type=int, default=None, help="the exact count")
+    parser.add_argument("--min-speakers", type=int, default=None, help="lower bound (1)")
+    parser.add_argument("--max-speakers", type=int, default=None, help="upper bound (10)")
+    parser.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="speaker model: pretrained name, bundle or checkpoint (default: the default model)",
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... or auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="model arithmetic")
+    parser.add_argument(
+        "--vad",
+        choices=[m for m in VAD_METHODS if m != "off"],
+        default="auto",
+        help="speech detector when --segmentation is not given (default auto: silero-vad if "
+        "installed, else energy)",
+    )
+    parser.add_argument(
+        "--segmentation",
+        type=Path,
+        default=None,
+        help="pyannote segmentation-3.0 checkpoint (pytorch_model.bin) for speech and "
+        f"overlapped speech (default: ${SEGMENTATION_ENV} when set)",
+    )
+    parser.add_argument("--window-s", type=float, default=1.5, help="embedding window (1.5)")
+    parser.add_argument("--hop-s", type=float, default=0.75, help="seconds between windows (0.75)")
+    parser.add_argument("--exclusive", action="store_true", help="RTTM with one speaker at a time")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no timeline on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Diarize every file, write RTTM and JSON; 1 when any file failed."""
+    import voxvec
+    from voxvec.apps.diarize import (
+        DiarizeConfig,
+        Diarizer,
+        SpeakerCount,
+        VadActivity,
+        write_outputs,
+    )
+    from voxvec.apps.segmentation import (
+        SegmentationActivity,
+        default_segmentation_path,
+        load_segmentation,
+    )
+
+    if args.num_speakers is not None and (
+        args.min_speakers is not None or args.max_speakers is not None
+    ):
+        raise ValueError("give either --num-speakers or --min-speakers/--max-speakers, not both")
+    SpeakerCount.of(args.num_speakers, args.min_speakers, args.max_speakers)  # fail early
+    config = DiarizeConfig(window_s=args.window_s, hop_s=args.hop_s)
+    segmentation = args.segmentation or default_segmentation_path()
+    activity = (
+        SegmentationActivity(load_segmentation(segmentation))
+        if segmentation is not None
+        else VadActivity(args.vad)
+    )
+    embedder = voxvec.load(args.model, args.device, precision=args.precision)
+    diarizer = Diarizer(embedder, config, activity=activity)
+    failed = 0
+    for path in args.files:
+        try:
+            result = diarizer(
+                path,
+                num_speakers=args.num_speakers,
+                min_speakers=args.min_speakers,
+                max_speakers=args.max_speakers,
+            )
+        except (OSError, ValueError) as err:
+            print(f"voxvec diarize: {path}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        written = result.exclusive() if args.exclusive else result
+        rttm, _ = write_outputs(written, args.out)
+        if not args.quiet:
+            print(written.timeline())
+        logger.info("%s -> %s", path, rttm)
+    return 1 if failed else 0
