@@ -394,3 +394,75 @@ def test_embeddings_equal_those_recorded_before_the_refactor(shared_data: Path) 
             model = create_model(name)
         got = Embedder(model, precision="float32", min_speech_s=0).embed(waves, 16000)
         np.testing.assert_allclose(got, np.array(expected), atol=2e-5, err_msg=name)
+
+
+# --- hostile and degenerate input ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "reason"),
+    [
+        ("zeros", lambda t: np.zeros_like(t), "(silence|0.00 s of speech found by VAD)"),
+        ("white noise", lambda t: 0.1 * np.random.default_rng(0).standard_normal(t.size), "steady"),
+        ("sine tone", lambda t: 0.3 * np.sin(2 * np.pi * 440 * t), "steady"),
+        (
+            "mains hum",
+            lambda t: 0.2 * np.sin(2 * np.pi * 50 * t) + 0.05 * np.sin(2 * np.pi * 150 * t),
+            "steady",
+        ),  # noqa: E501
+    ],
+)
+def test_inputs_without_speech_are_refused_not_scored(
+    small: Embedder,
+    name: str,
+    make,
+    reason: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two silent (or noise, or tone) inputs used to score 1.0 / 0.97 / 0.85, 'same speaker'."""
+    t = np.arange(3 * 16000) / 16000
+    wav = make(t).astype(np.float32)
+    for vad in ("off", "energy"):
+        embedder = Embedder(small.model, vad=vad)
+        with pytest.raises(ValueError, match=rf"input: .*{reason}"):
+            embedder.embed(wav, 16000)
+    # The check is part of min_speech_s: 0 embeds anything, as documented.
+    assert Embedder(small.model, min_speech_s=0).embed(wav, 16000).shape == (1, small.embed_dim)
+
+
+def test_real_speech_passes_the_speech_check(small: Embedder, shared_data: Path) -> None:
+    """Every file of a spread of real corpora (and the 8 kHz digits) is accepted."""
+    import csv
+
+    for corpus in ("speechocean762", "free-spoken-digits", "arabic-speech-commands"):
+        rows = list(csv.DictReader(open(shared_data / corpus / "manifest.csv")))[::97][:20]
+        files = [shared_data / corpus / r["path"] for r in rows]
+        results = list(Embedder(small.model, min_speech_s=0.1).iter_embed(files))
+        assert [r.error for r in results if r.error is not None] == [], corpus
+
+
+def test_loud_arrays_embed_like_the_same_audio_at_a_normal_level(small: Embedder) -> None:
+    """Floats on an int16 scale or with a peak of 1e18 used to give NaN embeddings silently."""
+    wave = _synthetic(2.0, 16000, 1)
+    normal = small.embed(wave / np.abs(wave).max(), 16000)
+    for gain in (32768.0, 1e18):
+        loud = small.embed((wave * gain).astype(np.float32), 16000)
+        assert np.isfinite(loud).all()
+        np.testing.assert_allclose(loud, normal, atol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), 16000.5, "16000", True, 1, 0])
+def test_bad_sample_rates_are_clear_errors(small: Embedder, rate: object) -> None:
+    with pytest.raises(ValueError, match="sample_rate must be an integer number of Hz"):
+        small.embed(_synthetic(1.0, 16000, 0), rate)  # type: ignore[arg-type]
+
+
+def test_non_finite_options_are_refused(small: Embedder) -> None:
+    for kwargs in ({"min_speech_s": float("nan")}, {"min_speech_s": float("inf")}):
+        with pytest.raises(ValueError, match="min_speech_s must be a finite number"):
+            Embedder(small.model, **kwargs)
+    for kwargs in ({"window_s": float("inf")}, {"window_s": float("nan")}, {"hop_s": float("nan")}):
+        with pytest.raises(ValueError, match="hop_s <= window_s"):
+            Embedder(small.model, **kwargs)
+    with pytest.raises(ValueError, match="finite number, got nan"):
+        small.verify(_synthetic(1.0, 16000, 0), _synthetic(1.0, 16000, 1), sample_rate=16000,
+                     threshold=float("nan"))  # fmt: skip

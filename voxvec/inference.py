@@ -35,6 +35,7 @@ meaningless vector.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from torch import Tensor
 
 from voxvec.audio import io
 from voxvec.audio.vad import METHODS as VAD_METHODS
-from voxvec.audio.vad import speech_segments
+from voxvec.audio.vad import non_speech_reason, speech_segments
 from voxvec.audio.windows import window_starts
 from voxvec.models.base import SpeakerEncoder
 from voxvec.runtime import embed_waveforms, model_device, resolve_device, resolve_precision
@@ -161,8 +162,10 @@ class Embedder:
             ``pip install 'voxvec[vad]'``) or ``"auto"`` (silero when installed, else energy);
             see :data:`voxvec.audio.vad.METHODS`.
         min_speech_s: inputs with less speech than this many seconds (after trimming when
-            ``vad`` is on, else their whole duration) raise a :class:`ValueError`; 0 accepts
-            anything the model can take (at least ``model.min_samples``).
+            ``vad`` is on, else their whole duration) raise a :class:`ValueError`, and so do
+            inputs that cannot be speech (silence, tones, steady noise: see
+            :func:`voxvec.audio.vad.non_speech_reason`); 0 accepts anything the model can take
+            (at least ``model.min_samples``).
         precision: arithmetic of the model's forward pass (features are always float32):
             ``"float32"``; ``"bfloat16"`` (autocast: about 2x faster on CPUs with AMX or
             AVX512-BF16, embeddings within 0.0001 cosine of float32 on real speech, no
@@ -202,14 +205,14 @@ class Embedder:
         if vad not in VAD_METHODS:
             raise ValueError(f"vad must be one of {VAD_METHODS}, got {vad!r}")
         self.vad = vad
-        if min_speech_s < 0:
-            raise ValueError(f"min_speech_s must be >= 0, got {min_speech_s}")
+        if not (isinstance(min_speech_s, (int, float)) and 0 <= min_speech_s < math.inf):
+            raise ValueError(f"min_speech_s must be a finite number >= 0, got {min_speech_s!r}")
         self.min_speech_s = float(min_speech_s)
         self.window: int | None = None
         self.hop: int | None = None
         if window_s is not None:
             hop_s = window_s if hop_s is None else hop_s
-            if not 0 < hop_s <= window_s:
+            if not (0 < hop_s <= window_s < math.inf):
                 raise ValueError(
                     f"need 0 < hop_s <= window_s, got window_s={window_s}, hop_s={hop_s}"
                 )
@@ -256,6 +259,8 @@ class Embedder:
             ValueError: a name the card does not have, or no threshold at all.
         """
         if isinstance(threshold, (int, float)):
+            if not math.isfinite(threshold):
+                raise ValueError(f"a decision threshold must be a finite number, got {threshold!r}")
             return float(threshold)
         points = self.card.get("thresholds") or {}
         name = "eer" if threshold is None else threshold
@@ -347,9 +352,7 @@ class Embedder:
                 "sample_rate is required for array input (the rate of the samples given; they are "
                 f"resampled to the model's {self.sample_rate} Hz)"
             )
-        if sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-        return int(sample_rate)
+        return io.check_rate(sample_rate, "sample_rate")
 
     @staticmethod
     def _batch_lengths(batch: np.ndarray, lengths: np.ndarray | Tensor | None) -> list[int]:
@@ -369,7 +372,7 @@ class Embedder:
             wav = io.load(item.path, self.sample_rate)
         else:
             assert item.wave is not None and item.sample_rate is not None
-            wav = io.check_waveform(item.wave, item.source)
+            wav = io.fit_peak(io.check_waveform(item.wave, item.source), item.source)
             if item.sample_rate != self.sample_rate:
                 wav = io.resample(wav, item.sample_rate, self.sample_rate)
         segments = speech_segments(wav, self.sample_rate, self.vad)
@@ -388,6 +391,12 @@ class Embedder:
                 f"{item.source}: {speech_s:.2f} s of {what} is below "
                 f"min_speech_s={self.min_speech_s:g}; an embedding of it would be meaningless "
                 "(give a longer recording, or lower min_speech_s)"
+            )
+        reason = non_speech_reason(speech, self.sample_rate) if self.min_speech_s > 0 else None
+        if reason is not None:
+            raise ValueError(
+                f"{item.source}: no speech: the audio is {reason}; an embedding of it would be "
+                "meaningless (min_speech_s=0 embeds it anyway)"
             )
         if len(speech) < self.model.min_samples:
             raise ValueError(
@@ -445,18 +454,26 @@ class Embedder:
                     continue
                 assert emb is not None
                 speech, spans = decoded[k]
+                rows = emb[row : row + len(spans)]
+                row += len(spans)
+                if not np.isfinite(rows).all():  # a bug, never an answer: say so, do not score it
+                    error = ValueError(
+                        f"{item.source}: the model gave a non-finite embedding (please report this "
+                        "with the input)"
+                    )
+                    yield first + k, item.source, None, error
+                    continue
                 bounds = np.array(spans, dtype=np.int64)  # (W, 2) in speech samples
                 starts = speech.original_index(bounds[:, 0])
                 ends = speech.original_index(bounds[:, 1] - 1) + 1
                 windows = WindowEmbeddings(
                     source=item.source,
-                    embeddings=emb[row : row + len(spans)],
+                    embeddings=rows,
                     starts_s=starts / rate,
                     ends_s=ends / rate,
                     duration_s=speech.n_samples / rate,
                     speech_s=len(speech.wav) / rate,
                 )
-                row += len(spans)
                 yield first + k, item.source, windows, None
 
     # ------------------------------------------------------------------ public

@@ -14,6 +14,7 @@ import soundfile as sf
 from voxvec.audio.io import (
     AUDIO_EXTENSIONS,
     AudioError,
+    check_rate,
     check_waveform,
     find_audio_files,
     load,
@@ -270,7 +271,9 @@ def test_non_finite_samples(tmp_path: Path, bad: float) -> None:
     wav[1234] = bad
     path = tmp_path / "bad.wav"
     sf.write(path, wav, 16000, subtype="FLOAT")
-    with pytest.raises(AudioError, match=r"bad\.wav.*1 of 16000 samples are NaN or infinite"):
+    with pytest.raises(
+        AudioError, match=r"bad\.wav.*NaN or infinite samples \(first at sample 1234\)"
+    ):
         load(path, 16000)
 
 
@@ -330,3 +333,55 @@ def test_find_audio_files_recursive_sorted_visible_only(tmp_path: Path) -> None:
     assert find_audio_files(tmp_path / "b", (".FLAC", ".m4a")) == [tmp_path / "b" / "x.FLAC"]
     assert find_audio_files(tmp_path / "missing") == []
     assert set(AUDIO_EXTENSIONS) == {".wav", ".flac", ".ogg", ".opus", ".mp3"}
+
+
+def test_implausible_header_rates_are_refused_before_decoding(tmp_path: Path) -> None:
+    """A 10 KB WAV whose header says 1 Hz would be upsampled 16,000 times: refuse it."""
+    path = tmp_path / "one_hz.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(1)
+        w.writeframes(np.zeros(5000, np.int16).tobytes())
+    with pytest.raises(AudioError, match=r"one_hz\.wav.*header is implausible.*got 1\b"):
+        load(path, 16000)
+
+
+@pytest.mark.parametrize(
+    "rate", [0, -16000, 1, 999, 2_000_000, 16000.5, float("nan"), float("inf"), "16000", True]
+)
+def test_check_rate_refuses_what_is_not_a_sample_rate(rate: object) -> None:
+    with pytest.raises(
+        ValueError, match=r"sample_rate must be an integer number of Hz in \[1000, "
+    ):
+        check_rate(rate)
+
+
+def test_check_rate_accepts_integer_valued_numbers() -> None:
+    assert check_rate(16000) == check_rate(16000.0) == check_rate(np.int64(16000)) == 16000
+    assert isinstance(check_rate(np.float32(8000)), int)
+
+
+def test_decoding_memory_is_the_result_plus_one_block(tmp_path: Path) -> None:
+    """A long 48 kHz stereo file is downmixed and resampled block by block: peak memory is about
+    the 16 kHz mono result, not the decoded file (6x larger)."""
+    import tracemalloc
+
+    sr, seconds = 48000, 60
+    rng = np.random.default_rng(0)
+    stereo = (0.1 * rng.standard_normal((sr * seconds, 2))).astype(np.float32)
+    path = tmp_path / "long.wav"
+    sf.write(path, stereo, sr, subtype="FLOAT")
+    decoded_bytes = stereo.nbytes
+    expected = load(path, 16000)
+    result_bytes = expected.nbytes
+    del stereo
+    tracemalloc.start()
+    try:
+        wav = load(path, 16000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(wav, expected)
+    assert len(wav) == 16000 * seconds
+    assert peak < result_bytes + decoded_bytes / 4, (peak, result_bytes, decoded_bytes)

@@ -187,6 +187,38 @@ def _spectrogram_1(wav: Tensor, config: MelConfig) -> Tensor:
     return power.sqrt() if config.power == 1.0 else power.pow(config.power / 2)
 
 
+def waveform_batch(
+    wav: Tensor, lengths: Tensor | None, min_samples: int, sample_rate: int
+) -> tuple[Tensor, Tensor]:
+    """A front-end's input checked: ``(B, T)`` float32 and ``(B,)`` LongTensor lengths.
+
+    Args:
+        wav: ``(T,)`` or ``(B, T)`` waveform(s); ``(T,)`` gives B = 1.
+        lengths: ``(B,)`` valid samples per item of a right-padded batch; None: all ``T``.
+        min_samples: the fewest samples that give one frame.
+        sample_rate: the rate in Hz, for the error message.
+
+    Raises:
+        ValueError: ``wav`` is not 1-D or 2-D, or an item is shorter than ``min_samples``.
+    """
+    if wav.dim() == 1:
+        wav = wav[None]
+    if wav.dim() != 2:
+        raise ValueError(f"expected a (T,) or (B, T) waveform, got shape {tuple(wav.shape)}")
+    batch, total = wav.shape
+    if lengths is None:
+        lengths = torch.full((batch,), total, dtype=torch.long, device=wav.device)
+    lengths = lengths.to(device=wav.device, dtype=torch.long)
+    short = lengths < min_samples
+    if bool(short.any()) or total < min_samples:
+        bad = int(lengths[short][0]) if bool(short.any()) else total
+        raise ValueError(
+            f"input of {bad} samples is shorter than one analysis window "
+            f"({min_samples} samples at {sample_rate} Hz)"
+        )
+    return wav.float(), lengths
+
+
 def log_mel(wav: Tensor, config: MelConfig, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Log-mel spectrogram of a batch of waveforms.
 
@@ -204,22 +236,8 @@ def log_mel(wav: Tensor, config: MelConfig, lengths: Tensor | None = None) -> tu
     Raises:
         ValueError: an item is shorter than ``config.min_samples``.
     """
-    if wav.dim() == 1:
-        wav = wav[None]
-    if wav.dim() != 2:
-        raise ValueError(f"expected a (T,) or (B, T) waveform, got shape {tuple(wav.shape)}")
-    wav = wav.float()
+    wav, lengths = waveform_batch(wav, lengths, config.min_samples, config.sample_rate)
     batch, total = wav.shape
-    if lengths is None:
-        lengths = torch.full((batch,), total, dtype=torch.long, device=wav.device)
-    lengths = lengths.to(device=wav.device, dtype=torch.long)
-    short = lengths < config.min_samples
-    if bool(short.any()):
-        bad = int(lengths[short][0])
-        raise ValueError(
-            f"input of {bad} samples is shorter than one analysis window "
-            f"({config.min_samples} samples at {config.sample_rate} Hz)"
-        )
     if config.preemphasis:
         wav = torch.cat([wav[:, :1], wav[:, 1:] - config.preemphasis * wav[:, :-1]], dim=1)
     n_frames = frame_lengths(lengths, config)

@@ -3,14 +3,19 @@
 Files are decoded with ``soundfile`` (libsndfile): WAV (integer PCM of 8-32 bits or float),
 FLAC, Ogg Vorbis, Ogg Opus, MP3 and the other formats libsndfile reads. Integer PCM is scaled
 to [-1, 1) by its bit depth; multi-channel audio is averaged to mono; resampling uses ``soxr``
-at high quality. Containers libsndfile cannot read (``.m4a``, ``.aac``, ``.webm`` ...) must be
-converted first, e.g. ``ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav``.
+at high quality. Files are decoded, downmixed and resampled in blocks, so memory holds the mono
+result at the wanted rate and one block, whatever the file's length, rate or channel count; a
+header whose sample rate is outside :data:`MIN_SAMPLE_RATE` - :data:`MAX_SAMPLE_RATE` is refused
+before anything is decoded (a lying header would otherwise be upsampled thousands of times).
+Containers libsndfile cannot read (``.m4a``, ``.aac``, ``.webm`` ...) must be converted first,
+e.g. ``ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav``.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +35,13 @@ _SUPPORTED = "WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3"
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 """Extensions that folder searches collect: the formats :func:`read` decodes."""
 _PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
+
+MIN_SAMPLE_RATE = 1_000
+"""Lowest sample rate in Hz voxvec accepts (files and arrays): below it no speech is left."""
+MAX_SAMPLE_RATE = 1_000_000
+"""Highest sample rate in Hz voxvec accepts (studio audio goes up to 768 kHz)."""
+
+_BLOCK_FRAMES = 1 << 17  # frames decoded at a time: about 2.7 s at 48 kHz
 
 
 class AudioError(ValueError):
@@ -76,10 +88,31 @@ def check_waveform(wav: np.ndarray, source: str) -> np.ndarray:
     return wav
 
 
-def _check_rate(sample_rate: int, name: str) -> int:
-    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or sample_rate <= 0:
-        raise ValueError(f"{name} must be a positive integer in Hz, got {sample_rate!r}")
-    return int(sample_rate)
+def check_rate(sample_rate: object, name: str = "sample_rate") -> int:
+    """Validate a sample rate: an integer number of Hz in the supported range.
+
+    Args:
+        sample_rate: the value to check (an int, or a float or numpy number with an integer
+            value; ``bool`` and strings are refused).
+        name: what it is, for the error message.
+
+    Returns:
+        The rate as an ``int``.
+
+    Raises:
+        ValueError: not an integer number, or outside ``[MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]``.
+    """
+    valid = f"an integer number of Hz in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]"
+    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(
+        sample_rate, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(f"{name} must be {valid}, got {sample_rate!r}")
+    value = float(sample_rate)
+    if not np.isfinite(value) or not value.is_integer():
+        raise ValueError(f"{name} must be {valid}, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+        raise ValueError(f"{name} must be {valid}, got {sample_rate!r}")
+    return int(value)
 
 
 def read(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
@@ -95,34 +128,88 @@ def read(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         AudioError: ``path`` is not a regular file, cannot be decoded (corrupt or unsupported
-            format), holds zero samples, or holds NaN or infinite samples.
+            format), has an implausible sample rate, holds zero samples, or holds NaN or
+            infinite samples.
     """
-    path = Path(path)
+    wav, sample_rate, _ = _decode(Path(path), None)
+    return wav, sample_rate
+
+
+def _decode_error(path: Path, error: Exception) -> AudioError:
+    """The error for a file libsndfile cannot decode (naming the file and what to do)."""
+    detail = getattr(error, "error_string", None) or str(error)
+    suffix = path.suffix.lower()
+    if suffix in _UNSUPPORTED_SUFFIXES:
+        return AudioError(
+            f"cannot decode '{path}': {suffix} files are not supported by libsndfile "
+            f"(supported: {_SUPPORTED}); convert it first, e.g. "
+            f"`ffmpeg -i '{path}' -ac 1 -ar 16000 '{path.with_suffix('.wav')}'`"
+        )
+    return AudioError(
+        f"cannot decode '{path}': the file is corrupt or not in a format libsndfile reads "
+        f"(supported: {_SUPPORTED}) [libsndfile: {detail.strip()}]"
+    )
+
+
+def _decode(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, float]:
+    """Decode, downmix and resample ``path`` block by block.
+
+    Returns:
+        ``(wav, native_rate, peak)``: mono float32 at ``sample_rate`` (None: the native rate),
+        the native rate, and the largest absolute sample before resampling.
+    """
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "audio file not found", str(path))
     if not path.is_file():
         raise AudioError(f"'{path}' is not a regular file")
     try:
         with sf.SoundFile(path) as f:
-            sample_rate = int(f.samplerate)
-            data = f.read(dtype="float32", always_2d=True)  # (T, C)
+            native = int(f.samplerate)
+            try:
+                check_rate(native, "its sample rate")
+            except ValueError as e:
+                raise AudioError(f"'{path}': the header is implausible: {e}") from None
+            target = native if sample_rate is None else sample_rate
+            stream = (
+                None
+                if target == native
+                else soxr.ResampleStream(native, target, 1, dtype="float32", quality="HQ")
+            )
+            # The header's frame count sizes the output; it grows if the count was wrong.
+            out = np.empty(max(1, math.ceil(max(f.frames, 0) * target / native)) + 64, np.float32)
+            filled, peak, position = 0, 0.0, 0
+            for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+                finite = np.isfinite(mono)
+                if not finite.all():
+                    raise AudioError(
+                        f"'{path}': holds NaN or infinite samples (first at sample "
+                        f"{position + int(np.argmin(finite))})"
+                    )
+                if mono.size:
+                    peak = max(peak, float(np.abs(mono).max()))
+                position += mono.size
+                chunk = mono if stream is None else stream.resample_chunk(mono, last=False)
+                out, filled = _append(out, filled, chunk)
+            if stream is not None:
+                tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
+                out, filled = _append(out, filled, tail)
     except (sf.SoundFileError, RuntimeError) as e:
-        detail = getattr(e, "error_string", None) or str(e)
-        suffix = path.suffix.lower()
-        if suffix in _UNSUPPORTED_SUFFIXES:
-            raise AudioError(
-                f"cannot decode '{path}': {suffix} files are not supported by libsndfile "
-                f"(supported: {_SUPPORTED}); convert it first, e.g. "
-                f"`ffmpeg -i '{path}' -ac 1 -ar 16000 '{path.with_suffix('.wav')}'`"
-            ) from e
-        raise AudioError(
-            f"cannot decode '{path}': the file is corrupt or not in a format libsndfile reads "
-            f"(supported: {_SUPPORTED}) [libsndfile: {detail.strip()}]"
-        ) from e
-    if data.shape[0] == 0:
+        raise _decode_error(path, e) from e
+    if position == 0:
         raise AudioError(f"'{path}' holds no audio (zero-length)")
-    wav = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    return check_waveform(wav, f"'{path}'"), sample_rate
+    return out[:filled], native, peak
+
+
+def _append(out: np.ndarray, filled: int, chunk: np.ndarray) -> tuple[np.ndarray, int]:
+    """Write ``chunk`` at ``out[filled:]``, growing ``out`` when it is too small."""
+    end = filled + chunk.size
+    if end > out.size:
+        grown = np.empty(max(end, out.size + out.size // 2), np.float32)
+        grown[:filled] = out[:filled]
+        out = grown
+    out[filled:end] = chunk
+    return out, end
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -138,10 +225,11 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         rates are equal.
 
     Raises:
-        ValueError: a rate is not a positive integer or ``wav`` is not 1-D.
+        ValueError: a rate is not an integer in the supported range (:func:`check_rate`) or
+            ``wav`` is not 1-D.
     """
-    orig_sr = _check_rate(orig_sr, "orig_sr")
-    target_sr = _check_rate(target_sr, "target_sr")
+    orig_sr = check_rate(orig_sr, "orig_sr")
+    target_sr = check_rate(target_sr, "target_sr")
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 1:
         raise ValueError(f"resample expects a mono waveform (T,), got shape {wav.shape}")
@@ -153,7 +241,8 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 def load(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
     """Read an audio file as mono float32 in [-1, 1] at ``sample_rate``.
 
-    Float files whose peak exceeds 1 are scaled down to peak 1 (with a warning); the tiny
+    Decoding, downmixing and resampling run block by block: peak memory is the result plus one
+    block. Float files whose peak exceeds 1 are scaled down to peak 1 (with a warning); the tiny
     overshoot resampling can add is clipped.
 
     Args:
@@ -166,16 +255,33 @@ def load(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         AudioError: as :func:`read`.
-        ValueError: ``sample_rate`` is not a positive integer.
+        ValueError: ``sample_rate`` is not a supported rate (:func:`check_rate`).
     """
-    sample_rate = _check_rate(sample_rate, "sample_rate")
-    wav, orig_sr = read(path)
-    peak = float(np.abs(wav).max())
-    if peak > 1.0:
-        logger.warning("'%s': samples reach %.3g (outside [-1, 1]); scaling to peak 1", path, peak)
-        wav = wav / np.float32(peak)
-    wav = resample(wav, orig_sr, sample_rate)
+    sample_rate = check_rate(sample_rate, "sample_rate")
+    wav, _, peak = _decode(Path(path), sample_rate)
+    wav = _scale_to_peak_1(wav, peak, f"'{path}'")
     return np.clip(wav, -1.0, 1.0, out=wav)
+
+
+def fit_peak(wav: np.ndarray, source: str) -> np.ndarray:
+    """``wav`` itself when its samples lie in [-1, 1], else scaled to peak 1 (with a warning).
+
+    Files get this in :func:`load`; the Embedder applies it to arrays too, so that loud input
+    (floats on an int16 scale, a peak of 1e18) embeds like the same audio at a normal level
+    instead of overflowing to NaN.
+
+    Args:
+        wav: a finite float32 waveform (as :func:`check_waveform` returns it).
+        source: what it is, for the warning.
+    """
+    return _scale_to_peak_1(wav, float(np.abs(wav).max()) if wav.size else 0.0, source)
+
+
+def _scale_to_peak_1(wav: np.ndarray, peak: float, source: str) -> np.ndarray:
+    if peak <= 1.0:
+        return wav
+    logger.warning("%s: samples reach %.3g (outside [-1, 1]); scaling to peak 1", source, peak)
+    return (wav.astype(np.float64) / peak).astype(np.float32)
 
 
 def find_audio_files(

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from voxvec.audio.features import waveform_batch
+
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 """Kaldi's log floor (``std::numeric_limits<float>::epsilon()``)."""
 
@@ -197,22 +199,7 @@ def kaldi_fbank(
         ValueError: ``wav`` is not 1-D or 2-D, or an item is shorter than one window
             (``config.min_samples``).
     """
-    if wav.dim() == 1:
-        wav = wav[None]
-    if wav.dim() != 2:
-        raise ValueError(f"expected a (T,) or (B, T) waveform, got shape {tuple(wav.shape)}")
-    wav = wav.float()
-    batch, total = wav.shape
-    if lengths is None:
-        lengths = torch.full((batch,), total, dtype=torch.long, device=wav.device)
-    lengths = lengths.to(device=wav.device, dtype=torch.long)
-    short = lengths < config.min_samples
-    if bool(short.any()) or total < config.min_samples:
-        bad = int(lengths[short][0]) if bool(short.any()) else total
-        raise ValueError(
-            f"input of {bad} samples is shorter than one analysis window "
-            f"({config.min_samples} samples at {config.sample_rate} Hz)"
-        )
+    wav, lengths = waveform_batch(wav, lengths, config.min_samples, config.sample_rate)
     frames = wav.unfold(1, config.win_length, config.hop_length)  # (B, F, win_length)
     if config.remove_dc_offset:
         frames = frames - frames.mean(-1, keepdim=True)

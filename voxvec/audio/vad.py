@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from voxvec.audio.io import _check_rate, check_waveform, resample
+from voxvec.audio.io import check_rate, check_waveform, resample
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def speech_segments(
         AudioError: ``wav`` holds NaN or infinite samples.
         ImportError: ``method="silero"`` without the ``vad`` extra.
     """
-    sample_rate = _check_rate(sample_rate, "sample_rate")
+    sample_rate = check_rate(sample_rate, "sample_rate")
     resolved = _resolve(method)
     wav = np.asarray(wav)
     if wav.ndim != 1:
@@ -123,23 +123,69 @@ def trim_silence(wav: np.ndarray, sample_rate: int, method: str = "auto") -> np.
     return np.concatenate([wav[start:end] for start, end in segments])
 
 
+_STEADY_DB = 0.5  # a level that varies less than this (std over frames, dB) is not speech
+_MIN_FRAMES_FOR_STEADY = 10
+
+
+def non_speech_reason(wav: np.ndarray, sample_rate: int) -> str | None:
+    """Why ``wav`` cannot hold speech, or None when it may: a cheap check for inputs that would
+    otherwise get a confident embedding of nothing.
+
+    Two kinds of input are refused: silence (no 25 ms frame above -55 dBFS) and steady signals
+    whose frame level varies by less than 0.5 dB (standard deviation over the frames above
+    -55 dBFS): tones, hum, white noise. Speech varies by 2.6 dB or more even in the quietest
+    of 300 real recordings measured, and by 0.65 dB or more with white noise 5 dB louder than
+    it. Non-stationary noise (dishes, traffic) passes this check; trim it with ``vad="silero"``.
+
+    Args:
+        wav: mono waveform ``(T,)`` in [-1, 1].
+        sample_rate: its rate in Hz.
+
+    Returns:
+        A short reason (for an error message), or None.
+    """
+    sample_rate = check_rate(sample_rate, "sample_rate")
+    if np.asarray(wav).size == 0:
+        return "no samples"
+    levels_db = _frame_levels_db(
+        np.asarray(wav, dtype=np.float32), _ms(_FRAME_MS, sample_rate), _ms(_HOP_MS, sample_rate)
+    )
+    sounding = levels_db[levels_db >= _FLOOR_DBFS]
+    if sounding.size == 0:
+        return f"silence (nothing above {_FLOOR_DBFS:g} dBFS)"
+    spread = float(sounding.std())
+    if sounding.size >= _MIN_FRAMES_FOR_STEADY and spread < _STEADY_DB:
+        return (
+            f"a steady signal (its level varies by {spread:.2f} dB over time: a tone, hum or "
+            "stationary noise)"
+        )
+    return None
+
+
 def _ms(ms: float, sample_rate: int) -> int:
     return int(round(ms * sample_rate / 1000.0))
 
 
+_LEVEL_BLOCK_FRAMES = 1 << 16  # frames per block of running sums: memory bounded for hours
+
+
 def _frame_levels_db(wav: np.ndarray, frame: int, hop: int) -> np.ndarray:
     """Mean-removed RMS level in dBFS of frames ``[i * hop, i * hop + frame)`` -> ``(F,)``."""
-    x = wav.astype(np.float64)
-    if x.size < frame:
-        x = np.pad(x, (0, frame - x.size))
-    n_frames = (x.size - frame) // hop + 1
-    # Running sums give every frame's power in O(T) memory.
-    s1 = np.concatenate([[0.0], np.cumsum(x)])
-    s2 = np.concatenate([[0.0], np.cumsum(x * x)])
-    starts = np.arange(n_frames) * hop
-    mean = (s1[starts + frame] - s1[starts]) / frame
-    power = (s2[starts + frame] - s2[starts]) / frame - mean * mean
-    return 10.0 * np.log10(np.maximum(power, _POWER_EPS))
+    if wav.size < frame:
+        wav = np.pad(wav, (0, frame - wav.size))
+    n_frames = (wav.size - frame) // hop + 1
+    levels = np.empty(n_frames)
+    # Running sums over a block of frames at a time: O(block) memory, float64 precision.
+    for first in range(0, n_frames, _LEVEL_BLOCK_FRAMES):
+        count = min(_LEVEL_BLOCK_FRAMES, n_frames - first)
+        x = wav[first * hop : (first + count - 1) * hop + frame].astype(np.float64)
+        s1 = np.concatenate([[0.0], np.cumsum(x)])
+        s2 = np.concatenate([[0.0], np.cumsum(x * x)])
+        starts = np.arange(count) * hop
+        mean = (s1[starts + frame] - s1[starts]) / frame
+        power = (s2[starts + frame] - s2[starts]) / frame - mean * mean
+        levels[first : first + count] = 10.0 * np.log10(np.maximum(power, _POWER_EPS))
+    return levels
 
 
 def _energy_threshold_db(levels_db: np.ndarray) -> float | None:
