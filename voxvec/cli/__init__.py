@@ -22,6 +22,11 @@ from voxvec import __version__
 COMMANDS: tuple[str, ...] = (
     "embed",
     "similarity",
+    "verify",
+    "calibrate",
+    "enroll",
+    "identify",
+    "speakers",
     "models",
     "prepare",
     "eval",
