@@ -205,13 +205,12 @@ def waveform_batch(
         wav = wav[None]
     if wav.dim() != 2:
         raise ValueError(f"expected a (T,) or (B, T) waveform, got shape {tuple(wav.shape)}")
-    batch, total = wav.shape
     if lengths is None:
-        lengths = torch.full((batch,), total, dtype=torch.long, device=wav.device)
+        lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
     lengths = lengths.to(device=wav.device, dtype=torch.long)
     short = lengths < min_samples
-    if bool(short.any()) or total < min_samples:
-        bad = int(lengths[short][0]) if bool(short.any()) else total
+    if bool(short.any()):
+        bad = int(lengths[short][0])
         raise ValueError(
             f"input of {bad} samples is shorter than one analysis window "
             f"({min_samples} samples at {sample_rate} Hz)"

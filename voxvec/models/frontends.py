@@ -106,22 +106,26 @@ def create_frontend(config: Any) -> Frontend:
     return registry.get_frontend_class(kind)(config)
 
 
-@registry.register_frontend("logmel")
-class LogMel(Frontend):
-    """Log-mel spectrograms ``(B, n_frames, n_mels)`` (:func:`voxvec.audio.features.log_mel`)."""
-
-    config_class = MelConfig
-    config: MelConfig
+class _Filterbank(Frontend):
+    """A spectral front-end: frames of a config with ``min_samples`` and ``n_mels``."""
 
     @property
     def min_samples(self) -> int:
         """Fewest samples that give one frame."""
-        return self.config.min_samples
+        return int(self.config.min_samples)
 
     @property
     def n_mels(self) -> int:
         """Feature size: mel bands per frame."""
-        return self.config.n_mels
+        return int(self.config.n_mels)
+
+
+@registry.register_frontend("logmel")
+class LogMel(_Filterbank):
+    """Log-mel spectrograms ``(B, n_frames, n_mels)`` (:func:`voxvec.audio.features.log_mel`)."""
+
+    config_class = MelConfig
+    config: MelConfig
 
     def output_lengths(self, n_samples: Tensor) -> Tensor:
         """Frames for waveforms of ``n_samples``."""
@@ -170,21 +174,11 @@ class Waveform(Frontend):
 
 
 @registry.register_frontend("kaldi_fbank")
-class KaldiFbank(Frontend):
+class KaldiFbank(_Filterbank):
     """Kaldi log mel filterbanks ``(B, n_frames, n_mels)`` (see :mod:`voxvec.audio.kaldi`)."""
 
     config_class = KaldiFbankConfig
     config: KaldiFbankConfig
-
-    @property
-    def min_samples(self) -> int:
-        """Fewest samples that give one frame: one window."""
-        return self.config.min_samples
-
-    @property
-    def n_mels(self) -> int:
-        """Feature size: mel bins per frame."""
-        return self.config.n_mels
 
     def output_lengths(self, n_samples: Tensor) -> Tensor:
         """Frames for waveforms of ``n_samples``."""
