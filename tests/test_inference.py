@@ -466,3 +466,17 @@ def test_non_finite_options_are_refused(small: Embedder) -> None:
     with pytest.raises(ValueError, match="finite number, got nan"):
         small.verify(_synthetic(1.0, 16000, 0), _synthetic(1.0, 16000, 1), sample_rate=16000,
                      threshold=float("nan"))  # fmt: skip
+
+
+def test_one_embedder_shared_by_threads_matches_sequential_results(
+    small: Embedder, real_files: list[Path]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    embedder = Embedder(small.model, vad="energy", precision="float32", min_speech_s=0.3)
+    jobs = [real_files, real_files[::-1], real_files[1:]]
+    sequential = [embedder.embed(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        threaded = list(pool.map(embedder.embed, jobs))
+    for a, b in zip(sequential, threaded, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
