@@ -5,11 +5,22 @@ tensors (loadable with ``torch.load(weights_only=True)``) holding everything an 
 needs to continue exactly: the model and loss parameters, the optimiser, scheduler and grad-scaler
 states, the sampler position, the step and epoch, every process's RNG states and the config.
 :class:`RunState` holds the live objects behind those entries and writes and restores them;
-:func:`resume_path` decides which checkpoint (if any) a run continues from.
+:func:`resume_path` decides which checkpoint (if any) a run continues from and
+:func:`load_resume` reads it.
+
+Each checkpoint has a checksum beside it, ``ckpt_<step:08d>.pt.sha256`` (the ``sha256sum``
+format), written before the checkpoint itself and verified on load, so a truncated, emptied or
+overwritten checkpoint is detected with a clear message; a run resuming from its own directory
+then falls back to the newest checkpoint that is intact. Writes are atomic (a temporary file,
+then a rename); the temporary files a killed save leaves are removed when the next run starts
+(:func:`remove_leftovers`).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import logging
 import os
 import random
@@ -32,6 +43,9 @@ logger = logging.getLogger(__name__)
 FORMAT = "voxvec-train-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
+CHECKSUM_SUFFIX = ".sha256"
+# What voxvec.atomic.atomic_path names the temporary files of a checkpoint and its checksum.
+_LEFTOVER = re.compile(r"\.ckpt_\d+\.pt(\.sha256)?\.[0-9a-f]{32}\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -82,13 +96,48 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     return found[-1] if found else None
 
 
+def checksum_path(checkpoint: str | os.PathLike[str]) -> Path:
+    """The checksum file of ``checkpoint``: ``<checkpoint>.sha256``."""
+    path = Path(checkpoint)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def remove_leftovers(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Remove what killed saves left in ``run_dir``: temporary files and orphaned checksums.
+
+    Call it when a run starts, before it writes (one run per directory at a time).
+
+    Returns:
+        The files removed.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    removed = [
+        path
+        for path in sorted(run_dir.iterdir())
+        if _LEFTOVER.match(path.name)
+        or (
+            path.name.endswith(CHECKSUM_SUFFIX)
+            and _NAME.match(path.name[: -len(CHECKSUM_SUFFIX)])
+            and not path.with_name(path.name[: -len(CHECKSUM_SUFFIX)]).exists()
+        )
+    ]
+    for path in removed:
+        size = path.stat().st_size
+        path.unlink()
+        logger.info("removed %s (%d bytes), left by an interrupted checkpoint save", path, size)
+    return removed
+
+
 def save_checkpoint(
     state: dict[str, Any], run_dir: str | os.PathLike[str], step: int, keep_last_k: int
 ) -> Path:
     """Write ``state`` atomically as ``run_dir/ckpt_<step>.pt`` and delete all but the last K.
 
-    The file is written to a temporary name in the same folder, flushed to disk and renamed over
-    the final name, so a crash never leaves a truncated checkpoint behind.
+    The checkpoint is serialised in memory, its sha256 written to ``<checkpoint>.sha256``, then
+    the file written to a temporary name in the same folder, flushed to disk and renamed over
+    the final name, so a crash never leaves a truncated checkpoint under a real name.
 
     Args:
         state: the checkpoint dict (see the module docstring); ``format`` and ``version`` keys
@@ -99,16 +148,32 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Raises:
+        OSError: the checkpoint cannot be written (e.g. a full disk); the message names it.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / checkpoint_name(step)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
+    data = buffer.getbuffer()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(checksum_path(path)) as tmp:
+            tmp.write_text(f"{digest}  {path.name}\n")
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise OSError(
+            err.errno or errno.EIO,
+            f"cannot write checkpoint {path} ({len(data)} bytes): {err.strerror or err}",
+        ) from err
     for old in list_checkpoints(run_dir)[:-keep_last_k]:
         old.unlink()
+        checksum_path(old).unlink(missing_ok=True)
         logger.debug("deleted old checkpoint %s", old)
     return path
 
@@ -116,17 +181,38 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a training checkpoint onto the CPU (``weights_only``: no code runs on load).
 
+    The file is checked against its ``.sha256`` checksum first; one without (written by an
+    older voxvec, or copied alone) is loaded unverified, with a warning.
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not a voxvec training checkpoint (or is damaged).
+        ValueError: the file is not a voxvec training checkpoint, or is damaged (empty,
+            truncated, or not what was saved: the message says which).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    data = path.read_bytes()
+    if not data:
+        raise ValueError(f"checkpoint {path} is empty (0 bytes): its save was interrupted")
+    checksum = checksum_path(path)
+    if checksum.is_file():
+        recorded = checksum.read_text().split()[:1]
+        actual = hashlib.sha256(data).hexdigest()
+        if recorded != [actual]:
+            raise ValueError(
+                f"checkpoint {path} is damaged: its sha256 {actual[:16]}... is not the one "
+                f"recorded when it was saved ({checksum}); the file was truncated or overwritten "
+                f"({len(data)} bytes)"
+            )
+    else:
+        logger.warning("checkpoint %s has no checksum (%s): loading it unverified", path, checksum)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several unrelated types for a damaged file
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        raise ValueError(
+            f"cannot read checkpoint {path} ({len(data)} bytes): {type(err).__name__}: {err}"
+        ) from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(
             f"{path} is not a voxvec training checkpoint (written by `voxvec train`); "
@@ -137,6 +223,44 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} has checkpoint version {state.get('version')}; this voxvec reads {VERSION}"
         )
     return state
+
+
+def load_resume(resume: str, run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint a run continues from (see :func:`resume_path`), read.
+
+    When the checkpoint is the latest of a directory (``resume`` is ``"auto"`` or a run
+    directory) and it is damaged, the reason is logged and the newest intact older one is used.
+    A checkpoint file named explicitly must be intact.
+
+    Args:
+        resume: as in :func:`resume_path`.
+        run_dir: the run's own directory.
+
+    Returns:
+        ``(path, state)``, or None to start afresh.
+
+    Raises:
+        ValueError: ``resume`` as in :func:`resume_path`, or every candidate is damaged (each
+            reason given).
+        FileNotFoundError: as in :func:`resume_path`.
+    """
+    path = resume_path(resume, run_dir)
+    if path is None:
+        return None
+    if resume != "auto" and not Path(resume).is_dir():
+        return path, load_checkpoint(path)
+    found = list_checkpoints(path.parent)
+    reasons: list[str] = []
+    for candidate in reversed(found[: found.index(path) + 1]):
+        try:
+            return candidate, load_checkpoint(candidate)
+        except ValueError as err:
+            logger.warning("%s; trying the checkpoint before it", err)
+            reasons.append(str(err))
+    raise ValueError(
+        f"no intact checkpoint in {path.parent} to resume from: {'; '.join(reasons)}; use "
+        "checkpoint.resume=never with another checkpoint.path to start afresh"
+    )
 
 
 def resume_path(resume: str, run_dir: str | os.PathLike[str]) -> Path | None:

@@ -39,8 +39,8 @@ from voxvec.train.checkpoint import (
     RunState,
     capture_rng_state,
     checkpoint_name,
-    load_checkpoint,
-    resume_path,
+    load_resume,
+    remove_leftovers,
     save_checkpoint,
 )
 from voxvec.train.config import ModelSection, TrainConfig, config_to_dict, config_to_yaml
@@ -117,7 +117,9 @@ class Trainer:
             logging.getLogger("voxvec").setLevel(logging.WARNING)
         precision = resolve_precision(config.precision, self.device)
         self.run_dir = Path(config.checkpoint.path)
-        resume_from = resume_path(config.checkpoint.resume, self.run_dir)
+        if self.dist.is_main:
+            remove_leftovers(self.run_dir)
+        resume_from = load_resume(config.checkpoint.resume, self.run_dir)
 
         _seed_everything(config.seed)
         self.model = create_model(config.model.arch, config.model.arch_config())
@@ -158,7 +160,8 @@ class Trainer:
             else None
         )
         if resume_from is not None:
-            self.state.load_state_dict(load_checkpoint(resume_from), resume_from, self.dist.rank)
+            source, state = resume_from
+            self.state.load_state_dict(state, source, self.dist.rank)
 
     @property
     def progress(self) -> Progress:
