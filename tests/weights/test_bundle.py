@@ -129,3 +129,35 @@ def test_the_shipped_bundle_is_the_whole_model() -> None:
     assert card["name"] == "voxvec-default"
     assert set(card["thresholds"]) == {"eer", "far1"}
     assert 0 < card["thresholds"]["eer"] < card["thresholds"]["far1"] < 1
+
+
+def test_a_tiny_file_asking_for_a_huge_model_is_refused_before_allocating(
+    tmp_path: Path, seeded: Callable[..., Any]
+) -> None:
+    """The config is checked against the file's tensors on the meta device first: a 2 KB bundle
+    whose config asks for a 360 GB GRU gets a clear error, not an allocation."""
+    small = seeded("gru", 0, hidden_size=4, n_layers=1, embed_dim=4)
+    path = save_bundle(small, tmp_path / "tiny.safetensors")
+    header, tensors = read_bundle(path)
+    config = {**header["config"], "hidden_size": 100_000, "n_layers": 3}
+    forged = tmp_path / "forged.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()},
+        str(forged),
+        {
+            "format": "voxvec-bundle",
+            "format_version": "2",
+            "arch": "gru",
+            "config": json.dumps(config),
+            "card": "{}",
+        },
+    )
+    assert forged.stat().st_size < 10_000
+    with pytest.raises(ValueError, match=r"forged\.safetensors.*do not fit the 'gru' model"):
+        load_bundle(forged)
+    bad_config = tmp_path / "bad-config.safetensors"
+    save_file({}, str(bad_config), {**json.loads(json.dumps({
+        "format": "voxvec-bundle", "format_version": "2", "arch": "gru",
+        "config": json.dumps({"hidden_sise": 4}), "card": "{}"}))})  # fmt: skip
+    with pytest.raises(ValueError, match=r"bad-config\.safetensors'?: invalid 'gru' config.*sise"):
+        load_bundle(bad_config)

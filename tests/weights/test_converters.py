@@ -147,3 +147,20 @@ def test_rf5_state_dict_accepts_both_release_layouts() -> None:
     assert list(rf5_state_dict({"model_state_dict": {"head.w": t}, "steps": 3})) == ["head.w"]
     with pytest.raises(ValueError, match="state dict"):
         rf5_state_dict({"steps": 3})
+
+
+def test_a_tiny_pickle_cannot_allocate_gigabytes(tmp_path: Path) -> None:
+    """``bytearray(2_200_000_000)`` in a 1 KB checkpoint: the restricted loader does not build
+    it (it becomes an inert placeholder) and nothing is allocated."""
+
+    class Bomb:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (bytearray, (2_200_000_000,))
+
+    path = tmp_path / "bomb.pt"
+    torch.save({"model_state_dict": Bomb()}, path)
+    assert path.stat().st_size < 2000
+    loaded = load_pickled_checkpoint(path)
+    bomb = loaded["model_state_dict"]
+    assert isinstance(bomb, UnknownObject) and bomb.args == (2_200_000_000,)
+    assert bomb.pickled_class == "builtins.bytearray"

@@ -25,8 +25,8 @@ from typing import Any
 
 from voxvec.atomic import atomic_path
 from voxvec.config import TYPE_KEY, config_to_dict
-from voxvec.models import SpeakerEncoder, create_model
-from voxvec.weights.state import load_state_dict_strict
+from voxvec.models import SpeakerEncoder
+from voxvec.weights.state import model_from_state_dict
 
 BUNDLE_FORMAT = "voxvec-bundle"
 BUNDLE_VERSION = 2
@@ -150,6 +150,5 @@ def load_bundle(path: str | os.PathLike) -> tuple[SpeakerEncoder, dict[str, Any]
         KeyError: the bundle's architecture is not registered.
     """
     header, tensors = read_bundle(path)
-    model = create_model(header["arch"], header["config"])
-    load_state_dict_strict(model, tensors, f"'{path}'")
-    return model.eval(), header["card"]
+    model = model_from_state_dict(header["arch"], header["config"], tensors, f"'{path}'")
+    return model, header["card"]

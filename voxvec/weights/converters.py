@@ -96,7 +96,6 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
     ("builtins", "complex"): complex,
     ("_codecs", "encode"): codecs.encode,  # how protocol-2 pickles rebuild bytes objects
     ("torch", "Size"): torch.Size,

@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
-from voxvec.models import SpeakerEncoder, create_model
+from voxvec.models import SpeakerEncoder
 from voxvec.weights.bundle import load_bundle
 from voxvec.weights.converters import detect_converter, get_converter
-from voxvec.weights.state import load_state_dict_strict
+from voxvec.weights.state import model_from_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -302,9 +302,7 @@ def _convert(
     found, state_dict = get_converter(converter).read(path)
     if arch is not None and found != arch:
         raise ValueError(f"'{path}' holds a '{found}' model, expected '{arch}'")
-    model = create_model(found, dict(config))
-    load_state_dict_strict(model, state_dict, f"'{path}'")
-    return model.eval()
+    return model_from_state_dict(found, dict(config), state_dict, f"'{path}'")
 
 
 def _load_spec(spec: PretrainedSpec, progress: bool) -> tuple[SpeakerEncoder, dict[str, Any]]:

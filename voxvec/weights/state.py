@@ -9,9 +9,12 @@ and lists every problem when they differ.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from voxvec.models import SpeakerEncoder, create_model
 
 KEY_PREFIXES = ("module.", "_orig_mod.", "model.")
 """Prefixes :func:`normalize_keys` strips: DataParallel/DDP, ``torch.compile``, the RF5 wrapper."""
@@ -55,6 +58,39 @@ def _clip_list(items: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+def model_from_state_dict(
+    arch: str, config: Any, state_dict: Mapping[str, Tensor], source: str
+) -> SpeakerEncoder:
+    """Build architecture ``arch`` with ``config`` and fill it strictly from ``state_dict``.
+
+    The model is first built on the ``meta`` device (no memory) and checked against the file's
+    names and shapes, so a tiny file whose config asks for a huge model is refused before
+    anything is allocated.
+
+    Args:
+        arch: a registered architecture.
+        config: its config (dataclass or plain dict).
+        state_dict: parameter name -> tensor (voxvec's names).
+        source: where the weights come from, for error messages.
+
+    Returns:
+        The model in eval mode on the CPU.
+
+    Raises:
+        KeyError: unknown architecture.
+        ValueError: an invalid config, or weights that do not fit it (every problem listed).
+    """
+    try:
+        with torch.device("meta"):
+            probe = create_model(arch, config)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: invalid '{arch}' config: {e}") from e
+    check_state_dict(probe, state_dict, source)
+    model = create_model(arch, config)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
 def load_state_dict_strict(
     model: torch.nn.Module, state_dict: Mapping[str, Tensor], source: str
 ) -> None:
@@ -64,6 +100,17 @@ def load_state_dict_strict(
         model: the module to fill.
         state_dict: parameter name -> tensor.
         source: where the weights come from (a file or name), for the error message.
+
+    Raises:
+        ValueError: missing keys, unexpected keys or shape mismatches, all listed.
+    """
+    check_state_dict(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, Tensor], source: str) -> None:
+    """Check that ``state_dict`` has exactly ``model``'s names and shapes (``model`` may live
+    on the ``meta`` device).
 
     Raises:
         ValueError: missing keys, unexpected keys or shape mismatches, all listed.
@@ -86,4 +133,3 @@ def load_state_dict_strict(
             problems.append(f"shape mismatches (file vs model): {_clip_list(mismatched)}")
         arch = getattr(model, "arch", "") or type(model).__name__
         raise ValueError(f"{source}: weights do not fit the '{arch}' model ({'; '.join(problems)})")
-    model.load_state_dict(state_dict, strict=True)
