@@ -109,6 +109,28 @@ def test_bad_files_raise_naming_them(items: list[ManifestItem], tmp_path: Path) 
         ds[6]
 
 
+def test_unreadable_files_can_be_replaced_by_another_file_of_their_speaker(
+    items: list[ManifestItem], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....garbage")
+    bad = [ManifestItem(broken, "bob"), ManifestItem(tmp_path / "gone.wav", "dan")]
+    ds = UtteranceDataset([*items, *bad], 16000, replace_unreadable=True)
+    replaced = ds[4]  # bob's broken file: bob's next file after it, wrapping around (b1.wav)
+    assert replaced["index"] == 4 and replaced["speaker"] == ds.labels[4]
+    torch.testing.assert_close(replaced["wav"], ds[0]["wav"])
+    found = ds.take_unreadable()
+    assert [(i, Path(p).name) for i, p, _ in found] == [(4, "broken.wav")]
+    assert "cannot decode" in found[0][2] or "broken.wav" in found[0][2]
+    ds[4]
+    assert ds.take_unreadable() == []  # each file reported once
+    with pytest.raises(AudioError, match="every file of speaker 'dan' is unreadable"):
+        ds[5]
+    assert [Path(p).name for _, p, _ in ds.take_unreadable()] == ["gone.wav"]
+    with pytest.raises(AudioError, match="broken.wav"):  # off by default
+        UtteranceDataset([*items, *bad], 16000)[4]
+
+
 def test_check_separates_bad_files(items: list[ManifestItem], tmp_path: Path, caplog) -> None:
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF....garbage")

@@ -47,6 +47,20 @@ def test_batches_are_speaker_major_crops_of_one_length(tmp_path):
     assert all(torch.equal(a["wav"], b["wav"]) for a, b in zip(batches, again, strict=True))
 
 
+@pytest.mark.parametrize("speed_speakers", [False, True])
+def test_batches_report_the_unreadable_files_their_workers_replaced(tmp_path, speed_speakers):
+    manifest = write_manifest(tmp_path, 4, 2)
+    (tmp_path / "s1_0.wav").write_bytes(b"not audio")
+    config = small(manifest, n_speakers=2, n_utterances=2, num_workers=2,
+                   speed_speakers=speed_speakers)  # fmt: skip
+    batches = list(training_data(config, SR, min_samples=400, seed=0).loader)
+    reported = [u for batch in batches for u in batch["unreadable"]]
+    # once by each worker process that met it
+    assert 1 <= len(reported) <= 2
+    assert {(i, Path(p).name) for i, p, _ in reported} == {(2, "s1_0.wav")}
+    assert all(batch["wav"].isfinite().all() for batch in batches)
+
+
 def test_speed_speakers_and_shards(tmp_path):
     manifest = write_manifest(tmp_path, 4, 2)
     config = small(manifest, n_speakers=2, n_utterances=2, speed_speakers=True)
@@ -71,6 +85,7 @@ def test_crops_are_checked_against_the_model_before_the_manifest_is_read(tmp_pat
     [
         ({"n_speakers": 0}, "n_speakers"),
         ({"min_crop_s": 3.0, "max_crop_s": 2.0}, "min_crop_s"),
+        ({"max_unreadable_files": -1}, "data.max_unreadable_files must be >= 0"),
         ({"num_workers": -1}, "num_workers"),
         ({"speed_factors": (1.0,)}, "speed_factors"),
     ],

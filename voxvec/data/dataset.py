@@ -12,8 +12,11 @@ modification time and size, and the sample rate, so an edited file or a differen
 reads a stale entry; entries are written atomically (temporary file + rename), so concurrent
 workers or ranks sharing one cache folder are safe. Delete the folder to reclaim the space.
 
-Unreadable files: ``__getitem__`` raises an error naming the file (and the dataset item). To drop
-bad files before training instead of failing mid-epoch, filter the items with
+Unreadable files: ``__getitem__`` raises an error naming the file (and the dataset item), unless
+``replace_unreadable`` is set: then the item is replaced by the next readable file of the same
+speaker (a choice that depends only on which files are unreadable, so a resumed run reads the
+same batches) and the failure is kept for :meth:`UtteranceDataset.take_unreadable` to report.
+To drop bad files before training instead, filter the items with
 :meth:`UtteranceDataset.check` first::
 
     good, bad = UtteranceDataset.check(items, sample_rate=16000, cache_dir="cache")
@@ -147,6 +150,8 @@ class UtteranceDataset(Dataset[dict[str, Any]]):
             through :meth:`__getitems__` (as it does with a batch sampler), so batches are
             reproducible whatever the worker count and a resumed run reads the same windows.
         seed: seed of the ``max_load_s`` windows (unused otherwise).
+        replace_unreadable: replace an item whose file cannot be read by the next readable file
+            of its speaker (see the module docstring) instead of raising.
 
     Attributes:
         items: the items, in the given order.
@@ -164,6 +169,7 @@ class UtteranceDataset(Dataset[dict[str, Any]]):
         cache_dir: str | Path | None = None,
         max_load_s: float | None = None,
         seed: int = 0,
+        replace_unreadable: bool = False,
     ) -> None:
         if len(items) == 0:
             raise ValueError("UtteranceDataset needs at least one item, got an empty list")
@@ -181,22 +187,60 @@ class UtteranceDataset(Dataset[dict[str, Any]]):
         self.speakers: list[str] = sorted({item.speaker for item in self.items})
         index = {speaker: i for i, speaker in enumerate(self.speakers)}
         self.labels: list[int] = [index[item.speaker] for item in self.items]
+        self.replace_unreadable = replace_unreadable
+        self._of_speaker: list[list[int]] = [[] for _ in self.speakers]
+        for i, label in enumerate(self.labels):
+            self._of_speaker[label].append(i)
+        self._unreadable: dict[int, str] = {}  # found in this process, by item: the reason
+        self._reported: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def _read(self, i: int, generator: torch.Generator) -> dict[str, Any]:
-        if not 0 <= i < len(self.items):
-            raise IndexError(f"dataset index {i} out of range [0, {len(self.items)})")
+    def _decode(self, i: int) -> np.ndarray:
         item = self.items[i]
         try:
-            wav = load_audio(item.path, self.sample_rate, self.cache_dir)
+            return load_audio(item.path, self.sample_rate, self.cache_dir)
         except AudioError as e:
             raise AudioError(f"dataset item {i} (speaker {item.speaker!r}): {e}") from e
         except FileNotFoundError as e:
             raise FileNotFoundError(
                 f"dataset item {i} (speaker {item.speaker!r}): audio file not found: {item.path}"
             ) from e
+
+    def _decode_or_replace(self, i: int) -> np.ndarray:
+        """Item ``i``'s audio or, with ``replace_unreadable``, that of the next readable file
+        of its speaker (in item order, wrapping around)."""
+        if not self.replace_unreadable:
+            return self._decode(i)
+        same = self._of_speaker[self.labels[i]]
+        start = same.index(i)
+        for j in same[start:] + same[:start]:
+            if j in self._unreadable:
+                continue
+            try:
+                return self._decode(j)
+            except (AudioError, OSError) as e:
+                self._unreadable[j] = str(e)
+                logger.warning("%s (replaced by another file of the speaker)", e)
+        raise AudioError(
+            f"every file of speaker {self.items[i].speaker!r} is unreadable ({len(same)} files, "
+            f"e.g. {self._unreadable[i]}); remove the speaker or fix its files"
+        )
+
+    def take_unreadable(self) -> list[tuple[int, str, str]]:
+        """The unreadable files found since the last call: ``(item, path, reason)`` each.
+
+        Only with ``replace_unreadable``; each file is given once per process.
+        """
+        new = sorted(set(self._unreadable) - self._reported)
+        self._reported.update(new)
+        return [(i, str(self.items[i].path), self._unreadable[i]) for i in new]
+
+    def _read(self, i: int, generator: torch.Generator) -> dict[str, Any]:
+        if not 0 <= i < len(self.items):
+            raise IndexError(f"dataset index {i} out of range [0, {len(self.items)})")
+        wav = self._decode_or_replace(i)
         if self.max_load_s is not None:
             window = max(1, round(self.max_load_s * self.sample_rate))
             if wav.shape[0] > window:
@@ -217,8 +261,10 @@ class UtteranceDataset(Dataset[dict[str, Any]]):
 
         Raises:
             IndexError: ``i`` out of range.
-            FileNotFoundError: the file is missing (the message names it and the item).
-            AudioError: the file cannot be decoded (the message names it and the item).
+            FileNotFoundError: the file is missing (the message names it and the item); with
+                ``replace_unreadable``, only when every file of the speaker is.
+            AudioError: the file cannot be decoded (the message names it and the item); with
+                ``replace_unreadable``, only when no file of the speaker can.
         """
         generator = torch.Generator().manual_seed(derive_seed(self.seed, i))
         return self._read(i, generator)

@@ -11,17 +11,23 @@ from it the pieces a training loop iterates over:
 - :class:`~voxvec.data.collate.TrainCollate`: one random crop length per batch, then
   augmentation.
 
+A file that cannot be read is replaced by another file of its speaker (deterministically, so a
+resumed run reads the same batches) and reported: each batch carries the unreadable files its
+workers found first (``batch["unreadable"]``, ``(item, path, reason)`` each), and the training
+loop stops once more than ``max_unreadable_files`` have failed.
+
 Every random draw is seeded by ``seed`` and the sampler position, so a resumed run reads the same
 batches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from voxvec.data.augment import AugmentConfig, Augmenter
 from voxvec.data.collate import CropCollate, TrainCollate
@@ -49,10 +55,13 @@ class DataConfig:
         augment: on-the-fly augmentation (all off by default).
         num_workers: DataLoader worker processes decoding audio (0 = in the main one).
         cache_dir: on-disk cache of decoded, resampled audio; null disables it.
+        max_unreadable_files: training files that may fail to decode (each replaced by another
+            file of its speaker and reported) before the run stops; 0 stops at the first.
 
     Raises:
         ValueError: a non-positive batch size or crop, ``min_crop_s > max_crop_s``, a negative
-            worker count or a speed factor that is not positive or equals 1.
+            worker count or ``max_unreadable_files``, or a speed factor that is not positive or
+            equals 1.
     """
 
     train_csv: str = ""
@@ -65,6 +74,7 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     num_workers: int = 4
     cache_dir: str | None = None
+    max_unreadable_files: int = 10
 
     def __post_init__(self) -> None:
         if self.n_speakers < 1 or self.n_utterances < 1:
@@ -79,6 +89,10 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.max_unreadable_files < 0:
+            raise ValueError(
+                f"data.max_unreadable_files must be >= 0, got {self.max_unreadable_files}"
+            )
         try:
             check_speed_factors(self.speed_factors)
         except ValueError as err:
@@ -93,7 +107,8 @@ class TrainData:
         items: the training manifest's items.
         dataset: what the sampler indexes (``labels``, ``speakers``).
         sampler: the N x M batch sampler (resumable: ``state_dict`` / ``load_state_dict``).
-        loader: the DataLoader yielding :class:`~voxvec.data.collate.TrainCollate` batches.
+        loader: the DataLoader yielding :class:`~voxvec.data.collate.TrainCollate` batches,
+            each with ``"unreadable"`` added: the files found unreadable while reading it.
     """
 
     items: list[ManifestItem]
@@ -108,6 +123,43 @@ class TrainData:
             "n_speakers": len({item.speaker for item in self.items}),
             "n_classes": len(self.dataset.speakers),
         }
+
+
+class _ReportUnreadable(Dataset[dict[str, Any]]):
+    """``dataset`` whose batches carry the unreadable files ``base`` found (on the first item,
+    ``"unreadable"``), so that they reach the main process from the DataLoader workers."""
+
+    def __init__(
+        self, dataset: UtteranceDataset | SpeedSpeakerDataset, base: UtteranceDataset
+    ) -> None:
+        self.dataset = dataset
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        items = self.dataset.__getitems__(indices)
+        unreadable = self.base.take_unreadable()
+        if unreadable:
+            items[0] = {**items[0], "unreadable": unreadable}
+        return items
+
+
+class _Collate:
+    """``collate`` of the items, with the unreadable files they carry as ``"unreadable"``."""
+
+    def __init__(self, collate: TrainCollate) -> None:
+        self.collate = collate
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        unreadable = [u for item in items for u in item.pop("unreadable", ())]
+        batch: dict[str, Any] = dict(self.collate(items))
+        batch["unreadable"] = unreadable
+        return batch
 
 
 def training_data(
@@ -154,6 +206,7 @@ def training_data(
         cache_dir=config.cache_dir,
         max_load_s=2 * config.max_crop_s,
         seed=seed,
+        replace_unreadable=True,
     )
     dataset = SpeedSpeakerDataset(base, config.speed_factors) if config.speed_speakers else base
     sampler = SpeakerBatchSampler(
@@ -167,9 +220,9 @@ def training_data(
     augmenter = Augmenter(config.augment, sample_rate) if config.augment.enabled else None
     crop = CropCollate(min_crop, round(config.max_crop_s * sample_rate), seed)
     loader = DataLoader(
-        dataset,
+        _ReportUnreadable(dataset, base),
         batch_sampler=sampler,
-        collate_fn=TrainCollate(crop, augmenter, seed),
+        collate_fn=_Collate(TrainCollate(crop, augmenter, seed)),
         num_workers=config.num_workers,
         pin_memory=pin_memory,
         persistent_workers=config.num_workers > 0,

@@ -13,6 +13,8 @@ The parts live where they belong; this module puts them together and runs the st
 - logs (rank 0, :mod:`voxvec.train.logging`): tensorboard scalars every ``log.interval`` steps,
   a console line every ``log.console_interval``, a progress bar on terminals;
 - validation (rank 0, :mod:`voxvec.train.validation`) every ``validation.interval`` steps;
+- unreadable training files: each is replaced by another file of its speaker, logged and listed
+  in ``checkpoint.path/unreadable.csv``; more than ``data.max_unreadable_files`` stop the run;
 - checkpoints (:mod:`voxvec.train.checkpoint`) every ``checkpoint.interval`` steps and at the
   end; ``checkpoint.resume`` continues an interrupted run exactly: every random draw of the data
   pipeline is seeded by the sampler position, and the model's own randomness (dropout,
@@ -21,6 +23,7 @@ The parts live where they belong; this module puts them together and runs the st
 
 from __future__ import annotations
 
+import csv
 import logging
 import random
 import time
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from voxvec.atomic import atomic_open
 from voxvec.data.loader import training_data
 from voxvec.losses.combined import SpeakerLoss
 from voxvec.models import create_model
@@ -153,6 +157,7 @@ class Trainer:
             self.data.sampler,
             Progress(),
         )
+        self.unreadable: dict[str, str] = {}  # path: why
         speakers = {item.speaker for item in self.data.items}
         self.validator = (
             Validator(config.validation, config.seed, config.data.cache_dir, speakers)
@@ -169,6 +174,37 @@ class Trainer:
         return self.state.progress
 
     # -- training ------------------------------------------------------------------------
+
+    def _note_unreadable(self, found: list[tuple[int, str, str]]) -> None:
+        """Record the unreadable files a batch reports (rank 0 lists them in unreadable.csv).
+
+        Raises:
+            RuntimeError: more than ``data.max_unreadable_files`` files are unreadable.
+        """
+        new = {path: reason for _, path, reason in found if path not in self.unreadable}
+        if not new:
+            return
+        self.unreadable.update(new)
+        limit = self.config.data.max_unreadable_files
+        report = self.run_dir / "unreadable.csv"
+        if self.dist.is_main:
+            with atomic_open(report) as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(["path", "reason"])
+                writer.writerows(sorted(self.unreadable.items()))
+        if len(self.unreadable) > limit:
+            raise RuntimeError(
+                f"{len(self.unreadable)} training files are unreadable (listed in {report}), "
+                f"more than data.max_unreadable_files={limit}: fix or remove them from "
+                f"{self.config.data.train_csv}, or raise the limit"
+            )
+        logger.warning(
+            "%d unreadable training file(s) so far (limit data.max_unreadable_files=%d), each "
+            "replaced by another file of its speaker; listed in %s",
+            len(self.unreadable),
+            limit,
+            report,
+        )
 
     def _train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One optimiser step; returns detached metrics (tensors, on the device)."""
@@ -229,7 +265,8 @@ class Trainer:
             The final checkpoint (on every rank).
 
         Raises:
-            RuntimeError: the loss became NaN or infinite.
+            RuntimeError: the loss became NaN or infinite, or more than
+                ``data.max_unreadable_files`` training files are unreadable.
         """
         cfg, progress = self.config, self.progress
         run_log = self._start_logging()
@@ -241,6 +278,7 @@ class Trainer:
             while progress.step < self.total_steps:
                 self.data.sampler.set_epoch(progress.epoch)
                 for batch in self.data.loader:
+                    self._note_unreadable(batch.pop("unreadable"))
                     pending.append(self._train_step(batch))
                     progress.step += 1
                     progress.batches_done += 1
