@@ -162,3 +162,29 @@ def test_eval_errors(
         main(["eval", "--manifest", str(manifest), "--trials", "t.txt", "--n-trials", "5"])
     assert exit_info.value.code == 2
     assert "--n-trials: not allowed with argument --trials" in capsys.readouterr().err
+
+
+def test_eval_reports_cllr_of_a_calibration_of_this_model(
+    bundle: Path, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    import voxvec
+    from voxvec.apps.calibration import fit_calibration
+    from voxvec.apps.identity import ModelIdentity
+
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.normal(0.8, 0.1, 200), rng.normal(0.3, 0.1, 2000)]
+    labels = np.r_[np.ones(200), np.zeros(2000)]
+    mine = ModelIdentity.of(voxvec.load(bundle, "cpu"))
+    cal = fit_calibration(scores, labels, model=mine).save(tmp_path / "cal.json")
+    base = ["eval", "--model", str(bundle), "--manifest", str(manifest), "--n-bootstrap", "0"]
+    assert main([*base, "--calibration", str(cal), "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["calibration"] == str(cal)
+    assert report["raw"]["cllr"] is not None and report["raw"]["cllr"] >= report["raw"]["min_cllr"]
+    out = capsys.readouterr().out
+    assert f"{report['raw']['cllr']:.4f}" in out and "min Cllr (bits)" in out
+    theirs = fit_calibration(scores, labels, model=ModelIdentity("x", "0" * 64, 32, 16000))
+    assert main([*base, "--calibration", str(theirs.save(tmp_path / "x.json"))]) == 2
+    assert "made with model 'x'" in capsys.readouterr().err

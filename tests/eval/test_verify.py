@@ -216,3 +216,32 @@ def test_evaluate_real_speech_end_to_end(shared_data: Path, small_embedder, tmp_
     assert all(0.0 <= v <= 1.0 + 1e-9 for v, _ in report.raw.min_dcf.values())
     assert -1.0 <= report.raw.eer_threshold <= 1.0
     json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_report_has_min_cllr_and_cllr_of_a_calibration() -> None:
+    from voxvec.eval import metrics
+
+    items, table = clustered(10, 4, 0.6, seed=3)
+    trials = generate_trials(items, seed=0)
+    plain = evaluate(TableEmbedder(table), items, trials, n_bootstrap=0)
+    scores = score_trials(table, trials)
+    labels = np.array([t.label for t in trials])
+    assert plain.raw.min_cllr == metrics.min_cllr(scores, labels)
+    assert 0.0 < plain.raw.min_cllr < 1.0
+    assert plain.raw.cllr is None
+    assert plain.to_dict()["raw"]["cllr"] is None
+    rows = {line[:24].strip(): line[24:].split() for line in plain.format_table().splitlines()}
+    assert rows["min Cllr (bits)"] == [f"{plain.raw.min_cllr:.4f}"]
+    assert rows["Cllr (bits)"] == ["-"]
+
+    def llr(s: np.ndarray) -> np.ndarray:
+        return 8.0 * s - 3.0
+
+    calibrated = evaluate(TableEmbedder(table), items, trials, n_bootstrap=0, llr=llr)
+    assert calibrated.raw.cllr == pytest.approx(metrics.cllr(llr(scores), labels), rel=1e-7)
+    assert calibrated.raw.cllr >= calibrated.raw.min_cllr
+    assert calibrated.raw.eer == plain.raw.eer  # the llr map changes nothing else
+    document = json.loads(json.dumps(calibrated.to_dict()))
+    assert document["raw"]["cllr"] == calibrated.raw.cllr
+    rows = {line[:24].strip(): line[24:].split() for line in calibrated.format_table().splitlines()}
+    assert rows["Cllr (bits)"] == [f"{calibrated.raw.cllr:.4f}"]

@@ -1,4 +1,4 @@
-"""Evaluate speaker verification: EER, minDCF and a speaker-bootstrap confidence interval.
+"""Evaluate speaker verification: EER, minDCF, Cllr and a speaker-bootstrap confidence interval.
 
 Every file named by the trials is embedded once (in batches); a file that cannot be embedded is
 reported and its trials are dropped. Trials come from a VoxCeleb-style list (--trials: lines
@@ -7,6 +7,10 @@ or with --n-trials a seeded random sample with --target-ratio same-speaker pairs
 --write-trials so others score the same trials). Every trial file must be in the manifest, which
 gives the speakers for the confidence interval: the EER is recomputed on --n-bootstrap
 resamplings of the speakers (with replacement) and the middle 95% of those EERs is reported.
+Calibration quality: min Cllr (the cost, in bits, after the best monotone calibration of these
+scores: discrimination only) always, and Cllr of the calibrated log-likelihood ratios with
+--calibration (a file from `voxvec calibrate`, fitted on other speakers): the gap between them is
+the cost of miscalibration.
 
 examples:
   voxvec eval --model convgru-rf5 --manifest test.csv --n-trials 20000 \\
@@ -81,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="calibration of this model (voxvec calibrate): report the Cllr of its llrs",
+    )
+    parser.add_argument(
         "--n-bootstrap",
         type=int,
         default=1000,
@@ -107,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     """Read or generate the trials, evaluate, print the table; write JSON, trials, a plot."""
     import numpy as np
 
+    from voxvec.apps.calibration import Calibration
+    from voxvec.apps.identity import ModelIdentity
     from voxvec.atomic import atomic_open
     from voxvec.data.manifest import read_manifest
     from voxvec.eval.plots import plot_embeddings
@@ -126,8 +137,12 @@ def run(args: argparse.Namespace) -> int:
             write_trials(trials, args.write_trials, relative_to=Path(args.write_trials).parent)
 
     cohort_items = read_manifest(args.cohort) if args.cohort else None
+    embedder = load_embedder(args)
+    calibration = Calibration.load(args.calibration) if args.calibration else None
+    if calibration is not None:
+        calibration.check_model(ModelIdentity.of(embedder))
     report = evaluate(
-        load_embedder(args),
+        embedder,
         items,
         trials,
         cohort_items=cohort_items,
@@ -136,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         n_bootstrap=args.n_bootstrap,
         seed=args.seed,
+        llr=None if calibration is None else calibration.llr,
     )
     print(report.format_table())
 
@@ -145,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
             "manifest": str(args.manifest),
             "trials": source,
             "cohort": args.cohort,
+            "calibration": args.calibration,
             **report.to_dict(),
         }
         with atomic_open(args.json) as f:

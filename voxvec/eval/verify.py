@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,10 @@ class Metrics:
         far: the false-accept rate of the fixed-FAR operating point.
         far_threshold: the lowest threshold with a false-accept rate <= ``far``.
         frr_at_far: the false-reject rate at ``far_threshold``.
+        min_cllr: Cllr after the best monotone calibration of these scores, in bits
+            (discrimination only; see :func:`voxvec.eval.metrics.min_cllr`).
+        cllr: Cllr of the scores mapped to log-likelihood ratios by a calibration, in bits;
+            None without one (raw cosine scores are not log-likelihood ratios).
     """
 
     eer: float
@@ -109,6 +113,8 @@ class Metrics:
     far: float
     far_threshold: float
     frr_at_far: float
+    min_cllr: float
+    cllr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (infinite thresholds become None)."""
@@ -123,6 +129,8 @@ class Metrics:
             "far": self.far,
             "far_threshold": _finite(self.far_threshold),
             "frr_at_far": self.frr_at_far,
+            "min_cllr": self.min_cllr,
+            "cllr": self.cllr,
         }
 
 
@@ -141,8 +149,9 @@ def compute_metrics(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    llr: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Metrics:
-    """EER (with a speaker-bootstrap interval), minDCF and the fixed-FAR operating point.
+    """EER (with a speaker-bootstrap interval), minDCF, the fixed-FAR operating point and Cllr.
 
     Args:
         scores: ``(T,)`` trial scores.
@@ -154,6 +163,8 @@ def compute_metrics(
         n_bootstrap: bootstrap rounds for the EER interval; 0 skips it.
         confidence: coverage of the interval.
         seed: seed of the bootstrap.
+        llr: maps scores to log-likelihood ratios (a calibration's ``llr``) for the Cllr;
+            None leaves ``cllr`` out.
 
     Raises:
         ValueError: see :mod:`voxvec.eval.metrics`.
@@ -179,6 +190,8 @@ def compute_metrics(
         far=far,
         far_threshold=far_threshold,
         frr_at_far=metrics.error_rates_at(scores, labels, far_threshold)[1],
+        min_cllr=metrics.min_cllr(scores, labels),
+        cllr=None if llr is None else metrics.cllr(llr(scores), labels),
     )
 
 
@@ -259,6 +272,10 @@ class VerificationReport:
         far = f"{self.raw.far * 100:g}%"
         rows.append((f"threshold at FAR {far}", [f"{m.far_threshold:.4f}" for _, m in columns]))
         rows.append((f"FRR at FAR {far} (%)", [f"{m.frr_at_far * 100:.2f}" for _, m in columns]))
+        rows.append(("min Cllr (bits)", [f"{m.min_cllr:.4f}" for _, m in columns]))
+        rows.append(
+            ("Cllr (bits)", ["-" if m.cllr is None else f"{m.cllr:.4f}" for _, m in columns])
+        )
         lines = [
             f"files: {self.n_files} embedded, {len(self.failed_files)} failed; "
             f"speakers: {self.n_speakers}",
@@ -301,6 +318,7 @@ def evaluate_embeddings(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    llr: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> VerificationReport:
     """Score trials from precomputed embeddings and compute the report.
 
@@ -316,6 +334,8 @@ def evaluate_embeddings(
         n_bootstrap: bootstrap rounds for the EER interval; 0 skips it.
         confidence: coverage of the interval.
         seed: seed of the bootstrap.
+        llr: maps raw cosine scores to log-likelihood ratios (a calibration of this model's
+            scores) for the raw metrics' Cllr; None leaves it out.
 
     Returns:
         A :class:`VerificationReport`.
@@ -345,7 +365,7 @@ def evaluate_embeddings(
         "seed": seed,
     }
     scores = score_trials(embeddings, kept)
-    raw = compute_metrics(scores, labels, speakers1, speakers2, **options)
+    raw = compute_metrics(scores, labels, speakers1, speakers2, llr=llr, **options)
 
     normalized = normalization = None
     if cohort is not None:
@@ -433,6 +453,7 @@ def evaluate(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    llr: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> VerificationReport:
     """Embed the trial files once (batched), score the trials and compute the metrics.
 
@@ -451,6 +472,7 @@ def evaluate(
         n_bootstrap: bootstrap rounds for the EER interval; 0 skips it.
         confidence: coverage of the interval.
         seed: seed of the bootstrap.
+        llr: as in :func:`evaluate_embeddings`.
 
     Returns:
         A :class:`VerificationReport`.
@@ -482,4 +504,5 @@ def evaluate(
         n_bootstrap=n_bootstrap,
         confidence=confidence,
         seed=seed,
+        llr=llr,
     )
