@@ -98,11 +98,11 @@ class FaissIndex:
 
     Args:
         matrix: ``(N, D)`` float32 unit rows (kept for re-ranking; not copied).
-        nlist: inverted lists (default ``4 * sqrt(N)``, at most N // 39 so each list trains on
-            enough points, at least 1).
+        nlist: inverted lists (default ``sqrt(N)``, at most N // 39 so each list trains on
+            enough points, at least 1; more lists search faster but train slower).
         nprobe: lists visited per query (default ``max(16, nlist // 16)``).
         rerank: candidates re-scored exactly per query (at least ``k``).
-        seed: seed of the k-means training sample.
+        seed: seed of the k-means training sample (at most 64 points per list).
 
     Raises:
         ImportError: faiss is not installed (names the extra).
@@ -125,7 +125,7 @@ class FaissIndex:
             ) from err
         n, dim = matrix.shape
         self.matrix = matrix
-        self.nlist = nlist or max(1, min(round(4 * math.sqrt(n)), n // 39))
+        self.nlist = nlist or max(1, min(round(math.sqrt(n)), n // 39))
         self.nprobe = min(self.nlist, nprobe or max(16, self.nlist // 16))
         self.rerank = rerank
         quantizer = faiss.IndexFlatIP(dim)
@@ -133,7 +133,7 @@ class FaissIndex:
             quantizer, dim, self.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
         rng = np.random.default_rng(seed)
-        n_train = min(n, 256 * self.nlist)
+        n_train = min(n, 64 * self.nlist)
         sample = matrix if n_train == n else matrix[np.sort(rng.choice(n, n_train, replace=False))]
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
         index.add(np.ascontiguousarray(matrix, dtype=np.float32))
