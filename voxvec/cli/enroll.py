@@ -19,6 +19,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from voxvec.cli.export import metadata_entry
 from voxvec.cli.model_options import add_model_arguments, load_embedder
 
 if TYPE_CHECKING:
@@ -59,14 +60,6 @@ def store_and_embedder(args: argparse.Namespace, create: bool) -> tuple[SpeakerS
     return store, embedder
 
 
-def meta_value(text: str) -> tuple[str, str]:
-    """A --meta KEY=VALUE pair."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``voxvec enroll``."""
     parser.add_argument("name", nargs="?", help="the speaker's name (any text)")
@@ -75,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_argument(parser)
     parser.add_argument(
         "--meta",
-        type=meta_value,
+        type=metadata_entry,
         action="append",
         default=[],
         metavar="KEY=VALUE",
