@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from voxvec.train.checkpoint import export_checkpoint, list_checkpoints, load_checkpoint
-from voxvec.train.config import ModelSection, load_config
+from voxvec.train.config import ModelSection, config_to_yaml, load_config
 from voxvec.train.loop import Trainer, train
 from voxvec.train.schedule import LRSchedule
 from voxvec.train.step import TrainStep
@@ -91,6 +94,109 @@ def test_a_killed_run_resumes_exactly(tiny_config, tmp_path, num_workers):
             a["exp_avg_sq"], b["exp_avg_sq"]
         )
     assert resumed["sampler"] == straight["sampler"]
+
+
+# Trains the config in argv[1] in a fresh process and SIGKILLs it (no clean-up of any kind runs)
+# at the argv[3]-th training step, or in the argv[3]-th checkpoint write once its temporary
+# file is on disk but before it is renamed into place.
+KILLER = """
+import os, signal, sys
+from voxvec.train import loop
+from voxvec.train.config import load_config
+
+where, nth = sys.argv[2], int(sys.argv[3])
+calls = [0]
+
+def count_and_kill():
+    calls[0] += 1
+    if calls[0] == nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if where == "step":
+    step = loop.Trainer._train_step
+    def killing_step(self, batch):
+        count_and_kill()
+        return step(self, batch)
+    loop.Trainer._train_step = killing_step
+else:
+    fsync = os.fsync
+    def killing_fsync(fd):
+        fsync(fd)
+        count_and_kill()
+    os.fsync = killing_fsync
+loop.train(load_config(sys.argv[1]))
+raise SystemExit("not killed")
+"""
+
+
+def _same_training_state(a, b):
+    for part in ("model", "loss"):
+        for key, value in a[part].items():
+            assert torch.equal(b[part][key], value), f"{part}.{key} differs"
+    for x, y in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(x["exp_avg"], y["exp_avg"]) and torch.equal(
+            x["exp_avg_sq"], y["exp_avg_sq"]
+        )
+    assert a["sampler"] == b["sampler"] and a["step"] == b["step"]
+
+
+def _with_broken_files(train_csv, folder):
+    """A copy of ``train_csv`` (absolute paths) in ``folder`` with one broken file per speaker."""
+    rows = train_csv.read_text().splitlines()
+    speakers = sorted({row.split(",")[1] for row in rows[1:]})
+    for k in range(len(speakers)):
+        (folder / f"broken{k}.wav").write_bytes(b"RIFF" + bytes(40))
+    broken = [f"{folder / f'broken{k}.wav'},{spk}" for k, spk in enumerate(speakers)]
+    copy = folder / "train.csv"
+    copy.write_text("\n".join([rows[0], *(f"{train_csv.parent / r}" for r in rows[1:]), *broken]))
+    return copy
+
+
+@pytest.mark.parametrize(("where", "nth"), [("step", 5), ("checkpoint", 2)])
+def test_a_sigkilled_run_resumes_exactly_past_an_unreadable_file(
+    tiny_config, synthetic_corpus, tmp_path, where, nth
+):
+    # Each speaker has one unreadable file: it is replaced the same way before and after the
+    # kill, so resuming neither crashes on it nor changes the batches.
+    train_csv = _with_broken_files(synthetic_corpus[0], tmp_path)
+    common = [f"data.train_csv={train_csv}", "validation.csv=null", "model.config.freq_mask_bins=8",
+              "data.augment.gain_prob=0.5", "loss.kind=ge2e+aam"]  # fmt: skip
+    straight = load_checkpoint(train(tiny_config(*common, f"checkpoint.path={tmp_path / 'a'}")))
+    unreadable = (tmp_path / "a" / "unreadable.csv").read_text().splitlines()[1:]
+    assert unreadable and all("broken" in line for line in unreadable)
+
+    config = tiny_config(*common, f"checkpoint.path={tmp_path / 'b'}")
+    (tmp_path / "config.yaml").write_text(config_to_yaml(config))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, str(tmp_path / "config.yaml"), where, str(nth)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run = tmp_path / "b"
+    assert [p.name for p in list_checkpoints(run)] == ["ckpt_00000003.pt"]
+    leftovers = [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == ([] if where == "step" else [leftovers[0]])
+    if where == "checkpoint":
+        assert leftovers[0].startswith(".ckpt_00000006.pt.")
+
+    resumed = load_checkpoint(train(config))
+    _same_training_state(straight, resumed)
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]  # removed at the start
+    assert (run / "unreadable.csv").read_text().splitlines()[1:] == unreadable
+
+
+def test_too_many_unreadable_files_stop_the_run_with_a_clear_error(
+    tiny_config, synthetic_corpus, tmp_path
+):
+    train_csv = _with_broken_files(synthetic_corpus[0], tmp_path)
+    config = tiny_config(f"data.train_csv={train_csv}", "data.max_unreadable_files=1",
+                         "validation.csv=null")  # fmt: skip
+    with pytest.raises(RuntimeError, match=r"2 training files are unreadable \(listed in .*"
+                       r"unreadable.csv\), more than data.max_unreadable_files=1"):  # fmt: skip
+        train(config)
 
 
 def test_resume_sources(tiny_config, tmp_path):

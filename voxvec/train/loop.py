@@ -64,6 +64,9 @@ from voxvec.weights import load_model
 
 logger = logging.getLogger(__name__)
 
+UNREADABLE_REPORT = "unreadable.csv"
+"""The run directory's list of unreadable training files (``path,reason``)."""
+
 
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -157,7 +160,11 @@ class Trainer:
             self.data.sampler,
             Progress(),
         )
-        self.unreadable: dict[str, str] = {}  # path: why
+        # path: why; a resumed run starts from the files its earlier part found unreadable
+        self.unreadable: dict[str, str] = {}
+        if resume_from is not None and (self.run_dir / UNREADABLE_REPORT).is_file():
+            with open(self.run_dir / UNREADABLE_REPORT, newline="", encoding="utf-8") as f:
+                self.unreadable = {row["path"]: row["reason"] for row in csv.DictReader(f)}
         speakers = {item.speaker for item in self.data.items}
         self.validator = (
             Validator(config.validation, config.seed, config.data.cache_dir, speakers)
@@ -186,7 +193,7 @@ class Trainer:
             return
         self.unreadable.update(new)
         limit = self.config.data.max_unreadable_files
-        report = self.run_dir / "unreadable.csv"
+        report = self.run_dir / UNREADABLE_REPORT
         if self.dist.is_main:
             with atomic_open(report) as f:
                 writer = csv.writer(f, lineterminator="\n")
