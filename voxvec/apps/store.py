@@ -373,7 +373,8 @@ class SpeakerStore:
         Raises:
             As :meth:`enroll`.
         """
-        prepared = []
+        prepared = []  # (name, number of vectors, sources, metadata)
+        blocks = []
         for name, embeddings, sources, metadata in entries:
             clean = check_name(name)
             vectors = np.asarray(embeddings, dtype=np.float32)
@@ -387,18 +388,22 @@ class SpeakerStore:
             if len(names) != len(vectors):
                 raise StoreError(f"{clean!r}: {len(names)} sources for {len(vectors)} embeddings")
             meta = dict(metadata or {})
-            try:
-                json.dumps(meta)
-            except TypeError as err:
-                raise StoreError(f"{clean!r}: metadata must be JSON-able ({err})") from None
-            prepared.append((clean, _unit_rows(vectors, repr(clean)), names, meta))
+            if meta:
+                try:
+                    json.dumps(meta)
+                except TypeError as err:
+                    raise StoreError(f"{clean!r}: metadata must be JSON-able ({err})") from None
+            prepared.append((clean, len(vectors), names, meta))
+            blocks.append(vectors)
+        if not prepared:
+            return
+        added = _unit_rows(np.concatenate(blocks), "the embeddings enrolled")
         with self._transaction(model) as state:
             rows = {s["name"]: i for i, s in enumerate(state.speakers)}
-            new_vectors = [state.exemplars]
-            new_owners = [state.owners]
-            touched: set[int] = set()
+            owners = np.empty(len(added), np.int64)
+            start = 0
             now = _now()
-            for name, vectors, names, meta in prepared:
+            for name, count, names, meta in prepared:
                 row = rows.get(name)
                 if row is None:
                     row = rows[name] = len(state.speakers)
@@ -406,16 +411,15 @@ class SpeakerStore:
                         {"name": name, "count": 0, "sources": [], "metadata": {}, "enrolled": now}
                     )
                 entry = state.speakers[row]
-                entry["count"] += len(vectors)
+                entry["count"] += count
                 entry["sources"].extend(names)
                 entry["metadata"].update(meta)
                 entry["updated"] = now
-                new_vectors.append(vectors)
-                new_owners.append(np.full(len(vectors), row, np.int64))
-                touched.add(row)
-            state.exemplars = np.concatenate(new_vectors)
-            state.owners = np.concatenate(new_owners)
-            state.means = _means(state, touched)
+                owners[start : start + count] = row
+                start += count
+            state.exemplars = np.concatenate([state.exemplars, added])
+            state.owners = np.concatenate([state.owners, owners])
+            state.means = _means(state, set(owners.tolist()))
 
     def remove(self, name: str) -> None:
         """Forget a speaker (its exemplars and metadata).
@@ -595,7 +599,7 @@ class SpeakerStore:
             "arrays": files,
         }
         document["checksum"] = _document_checksum(document)
-        text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+        text = json.dumps(document, ensure_ascii=False) + "\n"  # one line: the C encoder
         _write_synced(self.path / MANIFEST, lambda f: f.write(text.encode("utf-8")))
         with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
             fd = os.open(self.path, os.O_RDONLY)
