@@ -113,3 +113,164 @@ def test_python_m_voxvec_help() -> None:
     assert result.returncode == 0, result.stderr
     for name in COMMANDS:
         assert name in result.stdout
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny bundle, and a voice-like sound (voice.wav beside it) to feed it."""
+    import numpy as np
+    import soundfile as sf
+
+    from voxvec.models import create_model
+    from voxvec.weights import save_bundle
+
+    folder = tmp_path_factory.mktemp("bundle")
+    t = np.arange(16000 * 2) / 16000  # a buzzy voice in syllables: speech enough to embed
+    phase = 2 * np.pi * np.cumsum(120 * (1 + 0.05 * np.sin(2 * np.pi * 4 * t))) / 16000
+    voice = sum(np.sin(k * phase) / k for k in range(1, 20))
+    voice = voice * np.clip(np.sin(2 * np.pi * 2.5 * t), 0, None) ** 0.5
+    voice = 0.3 * voice / np.abs(voice).max()
+    voice += 0.003 * np.random.default_rng(0).standard_normal(t.size)
+    sf.write(folder / "voice.wav", voice.astype(np.float32), 16000)
+    model = create_model("ecapa", channels=16, mfa_channels=32, attention_channels=8)
+    return save_bundle(model, folder / "tiny.safetensors", {"name": "tiny"})
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], *expected: str) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if not line.startswith("INFO ")]
+    assert len(lines) == 1, err
+    for text in expected:
+        assert text in lines[0]
+    return lines[0]
+
+
+def _embed_args(bundle: Path, tmp_path: Path) -> list[str]:
+    return ["embed", str(bundle.parent / "voice.wav"), "--model", str(bundle), "--out",
+            str(tmp_path / "e.npy"), "--device", "cpu", "-q"]  # fmt: skip
+
+
+def test_a_truncated_bundle_or_a_bad_config_is_one_line(
+    small_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    truncated = tmp_path / "truncated.safetensors"
+    data = small_bundle.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    assert main(_embed_args(truncated, tmp_path)) == 2
+    _one_line_error(capsys, "voxvec embed: error:", str(truncated))
+
+    with safe_open(str(small_bundle), "pt") as f:
+        header = dict(f.metadata())
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    config = json.loads(header["config"])
+    for key, value in (("channels", "sixteen"), ("dilations", 3), ("embed_dim", None)):
+        bad = tmp_path / f"bad-{key}.safetensors"
+        save_file(
+            tensors, str(bad), metadata={**header, "config": json.dumps({**config, key: value})}
+        )
+        assert main(_embed_args(bad, tmp_path)) == 2
+        _one_line_error(capsys, "voxvec embed: error:")
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (MemoryError(), "voxvec embed: error: out of memory; try a smaller --batch-size"),
+        (TypeError("unexpected keyword 'x'"), "voxvec embed: error: TypeError: unexpected keyword"),
+        (KeyboardInterrupt(), "voxvec embed: interrupted"),
+        (
+            RuntimeError(
+                "Caught AudioError in DataLoader worker process 0.\nOriginal Traceback (most "
+                'recent call last):\n  File "x.py", line 1\nAudioError: every file of speaker'
+            ),
+            "voxvec embed: error: AudioError: every file of speaker",
+        ),
+    ],
+)
+def test_unexpected_errors_are_one_line_and_the_traceback_only_with_verbose(
+    small_bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    error: BaseException,
+    expected: str,
+) -> None:
+    import voxvec.embedding_files
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(voxvec.embedding_files, "embed_to_file", fail)
+    code = main(_embed_args(small_bundle, tmp_path))
+    assert code == (130 if isinstance(error, KeyboardInterrupt) else 2)
+    _one_line_error(capsys, expected)
+    if not isinstance(error, KeyboardInterrupt):
+        assert main(["-v", *_embed_args(small_bundle, tmp_path)]) == 2
+        assert "Traceback" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_a_real_process_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    # `voxvec train --help` imports torch: long enough to be interrupted while it does
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voxvec",
+            "embed",
+            "a.wav",
+            "--out",
+            str(tmp_path / "e.npy"),
+            "--model",
+            "no-such-model",
+        ],  # fmt: skip
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "voxvec embed: interrupted"
+
+
+def test_a_bad_mp3_is_not_called_a_pipe(
+    small_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "song.mp3"
+    bad.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 8)
+    args = _embed_args(small_bundle, tmp_path)
+    args[1] = str(bad)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"cannot decode '{bad}'" in err and "pipe" not in err
+
+
+def test_a_full_disk_names_the_output(
+    small_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A real write failure: a file-size limit in a child process ("File too large", EFBIG).
+    script = (
+        "import resource, sys; from voxvec.cli import main; "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)); sys.exit(main(sys.argv[1:]))"
+    )
+    out = tmp_path / "e.csv"
+    args = _embed_args(small_bundle, tmp_path)
+    args[args.index("--out") + 1] = str(out)
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                            timeout=300, cwd=REPO_ROOT)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"voxvec embed: error: [Errno 27] cannot write {out}: File too large" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

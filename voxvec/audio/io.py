@@ -138,6 +138,8 @@ def read(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
 def _decode_error(path: Path, error: Exception) -> AudioError:
     """The error for a file libsndfile cannot decode (naming the file and what to do)."""
     detail = getattr(error, "error_string", None) or str(error)
+    if "possibly a pipe" in detail:  # what libsndfile says of a regular file it cannot parse
+        detail = "no audio stream it can parse"
     suffix = path.suffix.lower()
     if suffix in _UNSUPPORTED_SUFFIXES:
         return AudioError(

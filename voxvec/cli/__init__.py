@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from voxvec import __version__
@@ -74,16 +76,63 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _error_message(err: BaseException) -> str:
+    """One line for ``err``: its message, or the last line of an error re-raised from a
+    DataLoader worker (whose message embeds the worker's traceback)."""
+    lines = str(err).strip().splitlines()
+    if any(line.startswith("Original Traceback") for line in lines):
+        return lines[-1]
+    return lines[0] if len(lines) == 1 else " ".join(line.strip() for line in lines)
+
+
+def _traceback_if_verbose(args: argparse.Namespace | None) -> None:
+    """Print the traceback of the error being handled when ``--verbose`` was given."""
+    if args is not None and args.verbose:
+        traceback.print_exc(file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``voxvec`` and ``python -m voxvec``; returns the exit code."""
+    """Entry point of ``voxvec`` and ``python -m voxvec``; returns the exit code.
+
+    No traceback reaches the user unless ``--verbose`` is given (then it is printed before the
+    message): an error is one line and exit code 2, Ctrl-C is ``interrupted`` and exit code
+    130, a closed output pipe (``| head``) ends the command quietly.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(_command(argv)).parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    name = _command(argv)
+    prefix = "voxvec" if name is None else f"voxvec {name}"
+    args: argparse.Namespace | None = None
     try:
+        args = build_parser(name).parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
         return int(args._run(args))
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away: drop what is still buffered, without an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except MemoryError:
+        _traceback_if_verbose(args)
+        print(
+            f"{prefix}: error: out of memory; try a smaller --batch-size, shorter "
+            "windows (--window-s) or fewer inputs at a time",
+            file=sys.stderr,
+        )
+        return 2
     except (OSError, ValueError, KeyError, ImportError, RuntimeError) as err:
-        print(f"voxvec {args.command}: error: {err}", file=sys.stderr)
+        _traceback_if_verbose(args)
+        print(f"{prefix}: error: {_error_message(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a dependency's own error type (e.g. SafetensorError)
+        _traceback_if_verbose(args)
+        print(
+            f"{prefix}: error: {type(err).__name__}: {_error_message(err)} "
+            "(run with -v for the traceback)",
+            file=sys.stderr,
+        )
         return 2
