@@ -7,12 +7,15 @@ import errno
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voxvec.audio.io import AudioError
 from voxvec.data.manifest import ManifestItem, write_manifest
@@ -433,3 +436,63 @@ def test_a_full_disk_names_the_file_and_keeps_what_was_done(
     resumer = TableEmbedder(table)
     assert embed_to_file(resumer, inputs, out, chunk_size=3, resume=True).n_resumed == 10
     assert resumer.calls == [] and np.load(out).shape == (8, 8)
+
+
+# --------------------------------------------------------------------------- properties
+
+# File names as people have them: spaces, unicode, newlines, commas and quotes; anything a
+# Linux file name may hold except a leading dot (hidden files are skipped by design).
+NAME = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"), min_size=1,
+    max_size=12,
+).filter(lambda s: not s.startswith(".") and len(s.encode()) < 200)  # fmt: skip
+AUDIO_NAMES = st.lists(
+    st.tuples(NAME, st.sampled_from([".wav", ".FLAC", ".ogg", ".mp3"])).map("".join),
+    min_size=1,
+    max_size=6,
+    unique_by=str.casefold,
+)
+PROPERTY = settings(max_examples=40, deadline=None)
+
+
+@PROPERTY
+@given(names=AUDIO_NAMES, others=st.lists(NAME, max_size=3), suffix=st.sampled_from(OUTPUT_FORMATS))
+def test_any_file_name_is_collected_embedded_and_written_back(names, others, suffix) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "in put"
+        files = [touch(root / "sub dir" / name) for name in names]
+        for other in others:  # not audio: never collected
+            touch(root / f"{other}.txt")
+        inputs = collect_inputs([root])
+        assert inputs.paths == sorted(files)
+        failing = inputs.paths[0]
+        table = {p.name: v for p, v in zip(inputs.paths[1:], vectors(len(names)), strict=False)}
+        report = embed_to_file(TableEmbedder(table), inputs, Path(tmp) / f"e{suffix}")
+        assert [f.source for f in report.failures] == [str(failing)]
+        with open(side_files(Path(tmp) / f"e{suffix}")[2], newline="", encoding="utf-8") as f:
+            assert [row[1] for row in csv.reader(f)][1:] == [str(failing)]
+        if report.out is None:
+            assert len(names) == 1
+            return
+        written = read_embeddings(report.out)
+        if suffix != ".npy":
+            assert written.ids == [str(p) for p in inputs.paths[1:]]
+        np.testing.assert_array_equal(written.embeddings, np.stack(list(table.values())))
+
+
+@PROPERTY
+@given(
+    tree=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=6),
+    names=AUDIO_NAMES,
+)
+def test_symlink_loops_end_and_every_real_file_is_found_once(tree, names) -> None:
+    # Four nested folders d0/d1/d2/d3, a file in each, and links from folder a to folder b:
+    # links to an ancestor are loops, to a descendant or itself shortcuts.
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = [Path(tmp, *[f"d{k}" for k in range(depth + 1)]) for depth in range(4)]
+        folders[-1].mkdir(parents=True)
+        real = [touch(folders[i % 4] / name) for i, name in enumerate(names)]
+        for n, (a, b) in enumerate(tree):
+            (folders[a] / f"link{n}").symlink_to(folders[b], target_is_directory=True)
+        found = collect_inputs([folders[0]]).paths
+        assert sorted(p.resolve() for p in found) == sorted(p.resolve() for p in real)

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from voxvec.atomic import atomic_open, atomic_path
 from voxvec.audio.io import AUDIO_EXTENSIONS
-from voxvec.data.manifest import read_manifest
+from voxvec.data.manifest import CsvWriter, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -366,7 +366,7 @@ def write_embeddings(
             raise ValueError(f"{len(values)} {name} for {len(matrix)} embeddings")
     if suffix == ".csv":
         with atomic_open(path) as f:
-            writer = csv.writer(f, lineterminator="\n")
+            writer = CsvWriter(f)
             speaker_column = [] if speakers is None else ["speaker"]
             writer.writerow(["id", *speaker_column, *(f"e{i}" for i in range(matrix.shape[1]))])
             for k, row in enumerate(matrix):
@@ -572,7 +572,7 @@ def _write_error(path: Path, err: OSError) -> OSError:
 
 def _write_report(report: Path, failures: Sequence[FailedInput]) -> None:
     with atomic_open(report) as f:
-        writer = csv.writer(f, lineterminator="\n")
+        writer = CsvWriter(f)
         writer.writerow(["index", "path", "reason"])
         writer.writerows([f.index, f.source, f.reason] for f in failures)
 

@@ -6,14 +6,18 @@ import csv
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from voxvec.cli import main
 from voxvec.embedding_files import read_embeddings, side_files, write_embeddings
@@ -309,3 +313,71 @@ def test_an_empty_folder_among_the_inputs_does_not_stop_the_run(
     args = ["embed", str(tmp_path / "empty"), str(speech[0]), "--out", str(out)]
     assert main([*args, "--model", str(bundle), "--precision", "float32", "-q"]) == 0
     assert np.load(out).shape == (1, 256)
+
+
+# --------------------------------------------------------------------------- properties
+
+NAME = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"), min_size=1,
+    max_size=10,
+).filter(lambda s: not s.startswith(".") and not s.startswith("-"))  # fmt: skip
+
+
+class NameEmbedder:
+    """A stand-in for the model: files whose name holds 'x' fail, the others embed to a hash."""
+
+    precision = "float32"
+
+    def iter_embed(self, paths: list[Path], batch_size: int = 16) -> Iterator[SimpleNamespace]:
+        for path in paths:
+            if "x" in Path(path).name:
+                yield SimpleNamespace(embedding=None, error=ValueError(f"'{path}': no speech"))
+            else:
+                seed = sum(Path(path).name.encode())
+                yield SimpleNamespace(
+                    embedding=np.random.default_rng(seed).standard_normal(4), error=None
+                )
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    names=st.lists(NAME, min_size=1, max_size=5, unique=True),
+    in_a_folder=st.booleans(),
+    suffix=st.sampled_from([".csv", ".npz"]),
+)
+def test_any_file_names_through_the_command_line(
+    names: list[str],
+    in_a_folder: bool,
+    suffix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import voxvec.cli.embed
+
+    monkeypatch.setattr(voxvec.cli.embed, "load_embedder", lambda args: NameEmbedder())
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        files = [folder / f"{name}.wav" for name in names]
+        for path in files:
+            path.write_bytes(b"")
+        out = Path(tmp) / f"out put{suffix}"
+        inputs = [str(folder)] if in_a_folder else [str(p) for p in files]
+        code = main(["embed", *inputs, "--out", str(out), "-q"])
+        order = sorted(files) if in_a_folder else files
+        bad = [p for p in order if "x" in p.name]
+        good = [p for p in order if "x" not in p.name]
+        assert code == (1 if bad else 0)
+        err = capsys.readouterr().err
+        assert f"embedded {len(good)} files, {len(bad)} failed" in err
+        if good:
+            assert read_embeddings(out).ids == [str(p) for p in good]
+        else:
+            assert not out.exists()
+        report = side_files(out)[2]
+        if bad:
+            with open(report, newline="", encoding="utf-8") as f:
+                assert [row[1] for row in csv.reader(f)][1:] == [str(p) for p in bad]
+        else:
+            assert not report.exists()

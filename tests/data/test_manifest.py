@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from voxvec.data.manifest import (
+    CsvWriter,
     ManifestItem,
     group_by_speaker,
     read_manifest,
@@ -167,3 +171,49 @@ def test_every_command_reads_a_manifest_with_a_byte_order_mark(tmp_path: Path) -
     assert [i.path for i in read_manifest(csv_path)] == expected  # voxvec eval
     config = DataConfig(str(csv_path), n_speakers=2, n_utterances=1, num_workers=0)
     assert [i.path for i in training_data(config, 16000, 1, seed=0).items] == expected  # train
+
+
+# Paths and speaker ids as people write them: spaces, commas, quotes, unicode, line breaks;
+# not beginning or ending with whitespace (read_manifest drops it).
+FIELD = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"), min_size=1,
+    max_size=10,
+).filter(lambda s: s == s.strip())  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(FIELD, FIELD), min_size=1, max_size=6, unique_by=lambda r: r[0]),
+    repeats=st.lists(st.integers(0, 5), max_size=3),
+    extra=st.lists(FIELD.filter(lambda s: s not in ("path", "speaker")), max_size=2, unique=True),
+    order=st.permutations([0, 1, 2, 3]),
+    bom=st.booleans(),
+)
+def test_any_manifest_reads_back_its_rows(rows, repeats, extra, order, bom) -> None:
+    listed = rows + [rows[k % len(rows)] for k in repeats]  # duplicated rows
+    columns = ["path", "speaker", *extra]
+    order = [i for i in order if i < len(columns)]
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = Path(tmp) / "m.csv"
+        with open(csv_path, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as f:
+            writer = CsvWriter(f)
+            writer.writerow([columns[i] for i in order])
+            for path, speaker in listed:
+                values = [path, speaker, *(f"x{k}" for k in range(len(extra)))]
+                writer.writerow([values[i] for i in order])
+        items = read_manifest(csv_path)
+    assert [(item.path, item.speaker) for item in items] == [
+        (Path(tmp) / path, speaker) for path, speaker in listed
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(FIELD, FIELD), min_size=1, max_size=6, unique_by=lambda r: r[0]))
+@example(
+    rows=[("take\r1.wav", "ann"), ('b, "quoted"\n.wav', "bob\rby")]
+)  # csv's reader ends lines at \r
+def test_write_manifest_round_trips_any_name(rows) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        items = [ManifestItem(Path(tmp) / path, speaker) for path, speaker in rows]
+        write_manifest(items, Path(tmp) / "m.csv", relative_to=tmp)
+        assert read_manifest(Path(tmp) / "m.csv") == items

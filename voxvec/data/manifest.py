@@ -24,6 +24,32 @@ logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("path", "speaker")
 
 
+class CsvWriter:
+    """A ``csv.writer`` (``\\n`` line ends) whose rows read back as written, whatever they hold.
+
+    ``csv`` quotes a field that holds the delimiter, a quote or a character of the line
+    terminator, but its reader also ends a line at a carriage return: a row with one in a field
+    (file names may hold one) is written with every field quoted.
+
+    Args:
+        f: the text file, opened with ``newline=""``.
+    """
+
+    def __init__(self, f: TextIO) -> None:
+        self._plain = csv.writer(f, lineterminator="\n")
+        self._quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, row: Sequence[object]) -> None:
+        """Write one row."""
+        quote = any("\r" in value for value in row if isinstance(value, str))
+        (self._quoted if quote else self._plain).writerow(row)
+
+    def writerows(self, rows: Iterable[Sequence[object]]) -> None:
+        """Write rows."""
+        for row in rows:
+            self.writerow(row)
+
+
 @dataclass(frozen=True)
 class ManifestItem:
     """One audio file and its speaker id."""
@@ -36,7 +62,8 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
     """Read a ``path,speaker`` CSV.
 
     The file is UTF-8, with or without a byte-order mark (as spreadsheet programs save it).
-    Extra columns are ignored. Relative paths are resolved against the CSV's folder; absolute
+    Extra columns are ignored; whitespace around a field is dropped (so a path cannot begin
+    or end with a space). Relative paths are resolved against the CSV's folder; absolute
     paths are kept. The files themselves are not checked. A row that repeats an earlier one is
     kept (it counts twice) and logged as a warning with both line numbers.
 
@@ -148,7 +175,7 @@ def write_manifest(
     """
     base = None if relative_to is None else os.path.abspath(relative_to)
     with atomic_open(path) as f:
-        writer = csv.writer(f, lineterminator="\n")
+        writer = CsvWriter(f)
         writer.writerow(REQUIRED_COLUMNS)
         for item in items:
             if not item.speaker:

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from voxvec.atomic import atomic_open
 from voxvec.data.loader import training_data
+from voxvec.data.manifest import CsvWriter
 from voxvec.losses.combined import SpeakerLoss
 from voxvec.models import create_model
 from voxvec.models.base import SpeakerEncoder
@@ -196,7 +197,7 @@ class Trainer:
         report = self.run_dir / UNREADABLE_REPORT
         if self.dist.is_main:
             with atomic_open(report) as f:
-                writer = csv.writer(f, lineterminator="\n")
+                writer = CsvWriter(f)
                 writer.writerow(["path", "reason"])
                 writer.writerows(sorted(self.unreadable.items()))
         if len(self.unreadable) > limit:
