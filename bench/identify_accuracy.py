@@ -84,6 +84,9 @@ def main() -> int:
     parser.add_argument("--n-trials", type=int, default=40000, help="calibration trials (40000)")
     parser.add_argument("--margin", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--calibration", type=Path, help="a calibration of this model on --valid to reuse"
+    )
     parser.add_argument("--json", type=Path, help="write results here (and .md, calibration)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -91,19 +94,23 @@ def main() -> int:
     embedder = voxvec.load(args.model)
     model = ModelIdentity.of(embedder)
     start = time.perf_counter()
-    calibration = calibrate_manifest(
-        embedder,
-        read_manifest(args.valid),
-        n_trials=args.n_trials,
-        seed=args.seed,
-        manifest=os.path.relpath(args.valid, REPO_ROOT),
-    )
+    if args.calibration:
+        calibration = Calibration.load(args.calibration)
+        calibration.check_model(model)
+    else:
+        calibration = calibrate_manifest(
+            embedder,
+            read_manifest(args.valid),
+            n_trials=args.n_trials,
+            seed=args.seed,
+            manifest=os.path.relpath(args.valid, REPO_ROOT),
+        )
     logger.info(
         "calibrated on valid in %.0f s: %s",
         time.perf_counter() - start,
         json.dumps(calibration.quality),
     )
-    if args.json:
+    if args.json and not args.calibration:
         cal_path = calibration.save(args.json.with_name(args.json.stem + "-calibration.json"))
         calibration = Calibration.load(cal_path)
 
@@ -136,9 +143,10 @@ def main() -> int:
         store = SpeakerStore.create(Path(tmp) / "store", model)
         entries = []
         for name, files in enroll.items():
-            vectors = [embeddings[path_key(p)] for p in files if path_key(p) in embeddings]
-            if vectors:
-                entries.append((name, np.stack(vectors), [str(p) for p in files], None))
+            done = [p for p in files if path_key(p) in embeddings]
+            if done:
+                vectors = np.stack([embeddings[path_key(p)] for p in done])
+                entries.append((name, vectors, [str(p) for p in done], None))
         store.enroll_many(entries, model=model)
         kept = [q for q in queries if path_key(q[0]) in embeddings]
         matrix = np.stack([embeddings[path_key(q[0])] for q in kept])
