@@ -146,7 +146,7 @@ def build_conversation(
     t, prev = 0, None
     while t < duration_s * SR or len(turns) < n_speakers:
         spk = order[len(turns)] if len(turns) < n_speakers else None
-        while spk is None or spk == prev:
+        while spk is None or (spk == prev and n_speakers > 1):
             spk = str(rng.choice(speakers))
         turn = take(spk, float(np.exp(rng.uniform(np.log(1.0), np.log(20.0)))))
         if turns and rng.random() < overlap_rate:
@@ -207,7 +207,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i in range(args.n):
-        n_spk = int(rng.integers(2, 7))
+        n_spk = int(rng.integers(args.min_speakers, args.max_speakers + 1))
         conv = build_conversation(
             rng,
             pool,
@@ -218,7 +218,7 @@ def cmd_build(args: argparse.Namespace) -> None:
             overlap_rate=0.2 if rng.random() < 0.6 else 0.0,
             noisy=bool(rng.random() < 0.5),
         )
-        rid = f"{args.split}{i:03d}"
+        rid = f"{args.split}{args.prefix}{i:03d}"
         sf.write(out / f"{rid}.wav", conv.wav, SR, subtype="PCM_16")
         write_rttm(out / f"{rid}.rttm", rid, conv.reference)
         (out / f"{rid}.json").write_text(json.dumps(conv.meta, indent=1) + "\n")
@@ -312,12 +312,12 @@ def load_set(folders: list[str]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- systems
 
 
-def voxvec_diarizer(system: str, threads: int) -> Any:
-    """The voxvec Diarizer a system name stands for."""
+def voxvec_diarizer(system: str, threads: int, hop_s: float = 0.75) -> Any:
+    """The voxvec Diarizer a system name stands for (windows every ``hop_s``)."""
     import torch
 
     import voxvec
-    from voxvec.apps.diarize import Diarizer
+    from voxvec.apps.diarize import DiarizeConfig, Diarizer
 
     torch.set_num_threads(threads)
     model = None if system == "voxvec-default-model" else str(CAMPPLUS)
@@ -327,7 +327,7 @@ def voxvec_diarizer(system: str, threads: int) -> Any:
         from voxvec.apps.segmentation import SegmentationActivity, load_segmentation
 
         activity = SegmentationActivity(load_segmentation(SEGMENTATION))
-    return Diarizer(embedder, activity=activity)
+    return Diarizer(embedder, DiarizeConfig(hop_s=hop_s), activity=activity)
 
 
 def run_voxvec(system: str, files: list[dict[str, Any]], threads: int) -> dict[str, Any]:
@@ -454,6 +454,22 @@ def markdown(report: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- tuning
 
 
+def _cached_windows(diarizer: Any, wav: str, system: str) -> Any:
+    """Stages 1-2 of a file, cached beside it (``<stem>.<system>.windows.npz``)."""
+    from voxvec.apps.diarize import Windows
+
+    cache = Path(wav).with_suffix(f".{system}.windows.npz")
+    if cache.is_file():
+        data = np.load(cache)
+        return Windows(
+            **{k: data[k] for k in data.files if k != "duration_s"},
+            duration_s=float(data["duration_s"]),
+        )
+    win = diarizer.windows(wav)
+    np.savez(cache, **{k: getattr(win, k) for k in win.__dataclass_fields__})
+    return win
+
+
 def cmd_tune(args: argparse.Namespace) -> None:
     """Clustering choices by DER on the (validation) set, windows embedded once per file."""
     from voxvec.apps.diarize import (
@@ -465,11 +481,13 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
     files = load_set(args.set)
     diarizer: Diarizer = voxvec_diarizer(args.system, args.threads)
-    windows = {i["id"]: diarizer.windows(i["wav"]) for i in files}
+    windows = {i["id"]: _cached_windows(diarizer, i["wav"], args.system) for i in files}
     candidates: list[tuple[str, Any]] = []
-    for prune, merge in itertools.product((0.1, 0.2, 0.3), (0.3, 0.4, 0.5, 0.6, 0.7, 1.01)):
+    for prune, merge in itertools.product(
+        (0.1, 0.15, 0.2, 0.3), (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 1.01)
+    ):
         candidates.append((f"spectral p={prune} merge={merge}", SpectralClusterer(prune, merge)))
-    for threshold in (0.2, 0.3, 0.4, 0.5, 0.6):
+    for threshold in (0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
         candidates.append((f"ahc t={threshold}", AgglomerativeClusterer(threshold)))
     results = []
     for name, clusterer in candidates:
@@ -512,7 +530,7 @@ import json, resource, sys, time, torch
 sys.path.insert(0, sys.argv[4])
 from bench.diarize import voxvec_diarizer
 torch.set_num_threads(int(sys.argv[3]))
-d = voxvec_diarizer(sys.argv[2], int(sys.argv[3]))
+d = voxvec_diarizer(sys.argv[2], int(sys.argv[3]), float(sys.argv[5]))
 rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t = time.perf_counter()
 r = d(sys.argv[1])
@@ -561,7 +579,16 @@ def cmd_long(args: argparse.Namespace) -> None:
         }
     ]
     proc = subprocess.run(
-        [sys.executable, "-c", LONG_SCRIPT, str(path), args.system, str(args.threads), str(REPO)],
+        [
+            sys.executable,
+            "-c",
+            LONG_SCRIPT,
+            str(path),
+            args.system,
+            str(args.threads),
+            str(REPO),
+            str(args.hop_s),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -571,6 +598,7 @@ def cmd_long(args: argparse.Namespace) -> None:
     report = {
         "machine": machine(),
         "system": args.system,
+        "hop_s": args.hop_s,
         "audio_s": files[0]["duration_s"],
         "seconds": raw["seconds"],
         "rtf": raw["seconds"] / files[0]["duration_s"],
@@ -594,6 +622,9 @@ def main() -> None:
     b.add_argument("--n", type=int, default=24)
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--out", required=True)
+    b.add_argument("--min-speakers", type=int, default=2)
+    b.add_argument("--max-speakers", type=int, default=6)
+    b.add_argument("--prefix", default="", help="inserted in the file names")
     t = sub.add_parser("tune")
     t.add_argument("--set", nargs="+", required=True)
     t.add_argument("--system", default="voxvec")
@@ -610,6 +641,7 @@ def main() -> None:
     g.add_argument("--hours", type=float, default=2.0)
     g.add_argument("--seed", type=int, default=3)
     g.add_argument("--system", default="voxvec")
+    g.add_argument("--hop-s", type=float, default=0.75)
     g.add_argument("--threads", type=int, default=2)
     g.add_argument("--out", required=True)
     g.add_argument("--json", required=True)

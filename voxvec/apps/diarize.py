@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from voxvec.audio import io
 from voxvec.audio.vad import METHODS as VAD_METHODS
 from voxvec.audio.vad import speech_segments
 from voxvec.inference import Embedder
+
+if TYPE_CHECKING:
+    from voxvec.apps.store import SpeakerStore
 
 logger = logging.getLogger(__name__)
 
@@ -405,7 +408,7 @@ class SpectralClusterer:
     """
 
     prune: float = 0.2
-    merge_threshold: float = 0.45
+    merge_threshold: float = 0.6
     max_points: int = 1000
     seed: int = 0
 
@@ -856,6 +859,51 @@ class Diarizer:
         return names
 
 
+def store_namer(
+    store: SpeakerStore, embedder: Embedder, threshold: float, margin: float = 0.05
+) -> Namer:
+    """A :data:`Namer` that names clusters after the enrolled speakers of a store.
+
+    Each cluster centroid is identified with :meth:`voxvec.apps.store.SpeakerStore.identify`
+    (the open-set rule of ``voxvec identify``: the best score must clear ``threshold`` and beat
+    the runner-up by ``margin``). A name goes to at most one cluster per recording: when two
+    clusters match the same speaker, the higher score keeps the name, the other stays unknown.
+
+    Args:
+        store: the speaker store (made with ``embedder``'s model).
+        embedder: the model the diarizer embeds with.
+        threshold: the cosine threshold (see
+            :func:`voxvec.apps.calibration.identification_threshold`).
+        margin: the least lead over the runner-up.
+
+    Returns:
+        The namer.
+
+    Raises:
+        voxvec.apps.identity.ModelMismatchError: the store was made with another model.
+    """
+    from voxvec.apps.identity import ModelIdentity
+
+    model = ModelIdentity.of(embedder)
+    store.model.check(model, f"speaker store {store.path}")
+
+    def name(centroids: np.ndarray) -> list[str | None]:
+        if not len(store):
+            return [None] * len(centroids)
+        matches = store.identify(centroids, model=model, threshold=threshold, margin=margin)
+        best: dict[str, int] = {}
+        for i, m in enumerate(matches):
+            if m.speaker is not None and (
+                m.speaker not in best or m.score > matches[best[m.speaker]].score
+            ):
+                best[m.speaker] = i
+        return [
+            m.speaker if best.get(m.speaker or "") == i else None for i, m in enumerate(matches)
+        ]
+
+    return name
+
+
 def diarize(
     audio: str | os.PathLike | np.ndarray,
     embedder: Embedder | None = None,
@@ -909,5 +957,6 @@ __all__ = [
     "VadActivity",
     "Windows",
     "diarize",
+    "store_namer",
     "write_outputs",
 ]

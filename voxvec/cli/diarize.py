@@ -5,6 +5,10 @@ OUT/<file stem>.json (source, duration, speakers, segments and exclusive segment
 a readable timeline. Segments overlap where two speakers talk at once (with --segmentation);
 --exclusive writes one speaker at a time into the RTTM (for aligning with transcripts).
 
+With --store, a cluster that matches an enrolled speaker (the open-set rule of `voxvec
+identify`: --threshold, or with --calibration the one for --far, else the model card's far1
+point; and --margin over the runner-up) is given that name; the others are SPEAKER_00...
+
 The number of speakers is estimated unless --num-speakers gives it (always respected);
 --min-speakers / --max-speakers bound the estimate. A file that cannot be read is reported
 with the reason and skipped; the exit code is then 1.
@@ -15,6 +19,7 @@ examples:
   voxvec diarize call.wav --min-speakers 2 --max-speakers 4 --out diar/ \\
       --model ../shared/models/campplus-zh-en-common/campplus_cn_en_common.pt \\
       --segmentation ../shared/models/pyannote-segmentation-3.0/pytorch_model.bin
+  voxvec diarize meeting.wav --store speakers/ --out diar/
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voxvec.apps.diarize import Namer
+    from voxvec.apps.store import SpeakerStore
+    from voxvec.inference import Embedder
+
+from voxvec.cli.verify import add_decision_arguments
 
 HELP = "who spoke when: speaker turns of recordings as RTTM, JSON and a timeline"
 
@@ -66,6 +79,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hop-s", type=float, default=0.75, help="seconds between windows (0.75)")
     parser.add_argument("--exclusive", action="store_true", help="RTTM with one speaker at a time")
     parser.add_argument("--quiet", "-q", action="store_true", help="no timeline on stdout")
+    parser.add_argument(
+        "--store", metavar="DIR", default=None, help="name clusters after this store's speakers"
+    )
+    add_decision_arguments(parser, "with --store, as in `voxvec identify`")
+    parser.add_argument(
+        "--far",
+        type=float,
+        default=0.01,
+        metavar="RATE",
+        help="with --store and --calibration: share of strangers given a name (0.01)",
+    )
+    parser.add_argument(
+        "--margin", type=float, default=0.05, metavar="M", help="least lead, in cosine (0.05)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,8 +123,14 @@ def run(args: argparse.Namespace) -> int:
         if segmentation is not None
         else VadActivity(args.vad)
     )
-    embedder = voxvec.load(args.model, args.device, precision=args.precision)
-    diarizer = Diarizer(embedder, config, activity=activity)
+    store = None
+    if args.store is not None:
+        from voxvec.apps.store import SpeakerStore
+
+        store = SpeakerStore.open(args.store)
+    model = args.model if args.model is not None or store is None else store.model.name
+    embedder = voxvec.load(model, args.device, precision=args.precision)
+    diarizer = Diarizer(embedder, config, activity=activity, namer=_namer(args, store, embedder))
     failed = 0
     for path in args.files:
         try:
@@ -117,3 +150,29 @@ def run(args: argparse.Namespace) -> int:
             print(written.timeline())
         logger.info("%s -> %s", path, rttm)
     return 1 if failed else 0
+
+
+def _namer(
+    args: argparse.Namespace, store: SpeakerStore | None, embedder: Embedder
+) -> Namer | None:
+    """The store's namer with the identification threshold of the options, or None."""
+    if store is None:
+        return None
+    from voxvec.apps.calibration import Calibration, identification_threshold
+    from voxvec.apps.diarize import store_namer
+
+    calibration = Calibration.load(args.calibration) if args.calibration else None
+    threshold = identification_threshold(
+        args.threshold,
+        embedder,
+        max(1, len(store)),
+        calibration=calibration,
+        open_set_far=args.far,
+    )
+    if threshold is None:
+        raise ValueError(
+            "no threshold for --store: the model card has no far1 point; give --threshold or "
+            "--calibration"
+        )
+    print(f"naming clusters: threshold {threshold.value:.4f} ({threshold.source})", file=sys.stderr)
+    return store_namer(store, embedder, threshold.value, args.margin)

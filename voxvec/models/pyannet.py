@@ -143,10 +143,11 @@ class SincFilterbank(nn.Module):
         self.low_hz_ = nn.Parameter(edges[:-1].float().view(-1, 1))
         self.band_hz_ = nn.Parameter(edges.diff().float().view(-1, 1))
         n_half = config.sinc_kernel // 2
-        taps = torch.arange(n_half, dtype=torch.float32)
-        self.register_buffer(
-            "window_", 0.54 - 0.46 * torch.cos(2 * math.pi * taps / config.sinc_kernel)
-        )
+        # The half window's n_half points spread evenly over [0, K / 2 - 1] (not 0..n_half - 1):
+        # the layout of the checkpoint's buffer.
+        taps = torch.linspace(0, config.sinc_kernel / 2 - 1, n_half, dtype=torch.float64)
+        window = 0.54 - 0.46 * torch.cos(2 * math.pi * taps / config.sinc_kernel)
+        self.register_buffer("window_", window.float())
         # Angular frequency factor of the left half of the taps: 2 pi n / sample_rate, n < 0.
         left = torch.arange(-n_half, 0, dtype=torch.float32)
         self.register_buffer("n_", (2 * math.pi * left / config.sample_rate).view(1, -1))
