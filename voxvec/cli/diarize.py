@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``voxvec diarize``."""
-    from voxvec.apps.segmentation import SEGMENTATION_ENV
     from voxvec.audio.vad import METHODS as VAD_METHODS
     from voxvec.runtime import PRECISIONS
 
@@ -73,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="pyannote segmentation-3.0 checkpoint (pytorch_model.bin) for speech and "
-        f"overlapped speech (default: ${SEGMENTATION_ENV} when set)",
+        "overlapped speech (default: $VOXVEC_SEGMENTATION when set)",
     )
     parser.add_argument("--window-s", type=float, default=1.5, help="embedding window (1.5)")
     parser.add_argument("--hop-s", type=float, default=0.75, help="seconds between windows (0.75)")
