@@ -223,8 +223,26 @@ def _many_inputs(speech: list[Path], root: Path, n: int) -> Path:
     return root
 
 
+# `voxvec ARGV` in a fresh process, each chunk of inputs taking at least 0.2 s more, so that a
+# test can kill it (or start a second run) while it is in the middle of its inputs.
+SLOW_VOXVEC = """
+import sys, time
+import voxvec.embedding_files as jobs
+from voxvec.cli import main
+
+embed_chunk = jobs._embed_chunk
+
+def slow_chunk(*args, **kwargs):
+    time.sleep(0.2)
+    return embed_chunk(*args, **kwargs)
+
+jobs._embed_chunk = slow_chunk
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def _voxvec(*argv: str | Path) -> list[str]:
-    return [sys.executable, "-m", "voxvec", *map(str, argv)]
+    return [sys.executable, "-c", SLOW_VOXVEC, *map(str, argv)]
 
 
 def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
