@@ -26,7 +26,6 @@ import base64
 import contextlib
 import csv
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -474,6 +473,8 @@ def output_lock(out: str | os.PathLike[str]) -> Iterator[Path]:
     Raises:
         OutputLockedError: another process holds the lock.
     """
+    import fcntl  # POSIX only: imported here so that the rest of the module works elsewhere
+
     lock = side_files(out)[1]
     lock.parent.mkdir(parents=True, exist_ok=True)
     while True:
