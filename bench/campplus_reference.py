@@ -16,7 +16,8 @@ Set up the environment (torch pinned: an unpinned one pulls a multi-GB CUDA buil
 
 Record the embeddings the parity test compares with (tests/assets/campplus_reference.json)::
 
-    /work/venv-oracle/bin/python bench/campplus_reference.py --record tests/assets/campplus_reference.json
+    /work/venv-oracle/bin/python bench/campplus_reference.py \
+        --record tests/assets/campplus_reference.json
 
 ``bench/embed_speed.py`` runs the system ``campplus-reference`` through :func:`make_runner`.
 """
