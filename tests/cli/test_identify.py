@@ -123,3 +123,25 @@ def test_another_model_and_missing_store(
     assert "x" not in SpeakerStore.open(store_dir)
     assert main(["identify", query, "--store", str(tmp_path / "none")]) == 2
     assert "no speaker store in" in capsys.readouterr().err
+
+
+def test_faiss_index_gives_the_exact_answers(
+    store_dir: Path, files: dict[str, list[Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("faiss", reason="the faiss index needs pip install 'voxvec[index]'")
+    queries = [str(files["0005"][3]), str(files[STRANGER][0])]
+    answers = []
+    for index in ("exact", "faiss"):
+        argv = ["identify", *queries, "--store", str(store_dir), "--json", "--index", index]
+        assert main(argv) == 0
+        answers.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    for exact, approx in zip(*answers, strict=True):
+        assert approx["speaker"] == exact["speaker"]
+        assert [c["speaker"] for c in approx["candidates"]] == [
+            c["speaker"] for c in exact["candidates"]
+        ]
+        np.testing.assert_allclose(
+            [c["score"] for c in approx["candidates"]],
+            [c["score"] for c in exact["candidates"]],
+            atol=1e-6,
+        )

@@ -100,7 +100,9 @@ class FaissIndex:
         matrix: ``(N, D)`` float32 unit rows (kept for re-ranking; not copied).
         nlist: inverted lists (default ``sqrt(N)``, at most N // 39 so each list trains on
             enough points, at least 1; more lists search faster but train slower).
-        nprobe: lists visited per query (default ``max(16, nlist // 16)``).
+        nprobe: lists visited per query (default ``max(32, nlist // 4)``: a quarter of the
+            lists, what real speaker embeddings needed for recall@1 0.99 in the tests; fewer
+            lists probed search faster and miss more).
         rerank: candidates re-scored exactly per query (at least ``k``).
         seed: seed of the k-means training sample (at most 64 points per list).
 
@@ -126,7 +128,7 @@ class FaissIndex:
         n, dim = matrix.shape
         self.matrix = matrix
         self.nlist = nlist or max(1, min(round(math.sqrt(n)), n // 39))
-        self.nprobe = min(self.nlist, nprobe or max(16, self.nlist // 16))
+        self.nprobe = min(self.nlist, nprobe or max(32, self.nlist // 4))
         self.rerank = rerank
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFScalarQuantizer(
