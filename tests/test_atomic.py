@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,19 @@ def test_files_get_normal_permissions_whatever_the_writer_used(tmp_path: Path) -
         os.umask(old)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~old
     assert stat.S_IMODE((tmp_path / "strict.csv").stat().st_mode) == 0o640
+
+
+def test_a_write_error_names_the_file(tmp_path: Path) -> None:
+    """A full disk or a file-size limit says which file could not be written."""
+    import errno
+
+    target = tmp_path / "manifest.csv"
+    with pytest.raises(OSError, match=r"cannot write '.*manifest\.csv': No space left") as info:
+        with atomic_path(target):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+    named = tmp_path / "other.bin"
+    with pytest.raises(OSError) as kept, atomic_path(target):
+        raise FileNotFoundError(errno.ENOENT, "gone", str(named))
+    assert kept.value.filename == str(named)  # an error that names its file is left as it is

@@ -35,7 +35,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     The folder is created if needed. Write the whole file to the yielded path (and close it)
     inside the block; if the block raises, the temporary file is removed and ``path`` is left as
-    it was. The temporary name is unique, so concurrent writers never share it. The file gets the
+    it was (an :class:`OSError` that does not name a file gets the target's name, as a full disk
+    or a file-size limit do not). The temporary name is unique, so concurrent writers never
+    share it. The file gets the
     permissions of a normal new file (``0o666`` less the umask), whatever the writer used for
     the temporary (some libraries create owner-only files).
     """
@@ -46,6 +48,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is not None or str(target) in str(e):
+            raise
+        # "File too large", "No space left on device": say which file could not be written.
+        raise type(e)(e.errno, f"cannot write '{target}': {e.strerror or e}") from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

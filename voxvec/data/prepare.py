@@ -35,6 +35,7 @@ from tqdm import tqdm
 from voxvec.atomic import atomic_open
 from voxvec.audio.io import AUDIO_EXTENSIONS, find_audio_files
 from voxvec.data.manifest import (
+    CsvWriter,
     ManifestItem,
     read_manifest,
     split_by_speaker,
@@ -526,7 +527,7 @@ def prepare(
     if unreadable:
         unreadable_csv = out / "unreadable.csv"
         with atomic_open(unreadable_csv) as f:
-            writer = csv.writer(f, lineterminator="\n")
+            writer = CsvWriter(f)
             writer.writerow(("path", "reason"))
             writer.writerows((str(path), reason) for path, reason in unreadable)
         shown = "; ".join(f"{path}: {reason}" for path, reason in unreadable[:3])
