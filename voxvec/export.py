@@ -1,17 +1,23 @@
 """Export a trained model to a file that other programs load.
 
 :data:`EXPORT_FORMATS` names the export formats and the file extension of each;
-:func:`export_format` picks the format from the output's extension. Today one format is written:
-``"safetensors"``, the inference bundle :func:`voxvec.load` reads (weights, architecture, config
-and model card in one file). ``"onnx"`` and ``"torchscript"`` are named so that callers and the
-command line already spell them; exporting to them raises :class:`NotImplementedError`.
+:func:`export_format` picks the format from the output's extension:
+
+- ``"safetensors"``: the inference bundle :func:`voxvec.load` reads (weights, architecture,
+  config and model card in one file), from a training checkpoint or run;
+- ``"onnx"`` and ``"torchscript"``: the whole model, front-end included, as a graph from
+  waveforms and lengths to embeddings with dynamic batch and length axes (see
+  :mod:`voxvec.export_graph`), from a checkpoint, a run, a pretrained name or a model file.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from voxvec.models.base import SpeakerEncoder
 
 EXPORT_FORMATS: dict[str, str] = {
     "safetensors": ".safetensors",
@@ -19,8 +25,6 @@ EXPORT_FORMATS: dict[str, str] = {
     "torchscript": ".ts",
 }
 """Export format -> the extension of its files."""
-
-_IMPLEMENTED = ("safetensors",)
 
 
 def export_format(out: str | os.PathLike[str], format: str | None = None) -> str:
@@ -55,6 +59,39 @@ def export_format(out: str | os.PathLike[str], format: str | None = None) -> str
     return format
 
 
+def _latest(source: str | os.PathLike[str]) -> Path:
+    """``source`` itself, or a run directory's checkpoint with the most steps."""
+    from voxvec.train.checkpoint import latest_checkpoint
+
+    checkpoint = Path(source)
+    if checkpoint.is_dir():
+        found = latest_checkpoint(checkpoint)
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint (ckpt_*.pt) in {checkpoint}")
+        checkpoint = found
+    return checkpoint
+
+
+def _load(source: str | os.PathLike[str]) -> tuple[SpeakerEncoder, dict[str, Any]]:
+    """The model and card of a run, a ``ckpt_*.pt``, a pretrained name or a model file."""
+    from voxvec.weights import load_model
+
+    path = Path(source)
+    if not (path.is_dir() or (path.name.startswith("ckpt_") and path.suffix == ".pt")):
+        return load_model(source)
+    from voxvec.models import create_model
+    from voxvec.train.checkpoint import load_checkpoint
+
+    checkpoint = _latest(path)
+    state = load_checkpoint(checkpoint)
+    model = create_model(state["arch"], state["model_config"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ValueError(f"weights in {checkpoint} do not fit {state['arch']}: {err}") from err
+    return model, {"steps": int(state["step"]), "source_checkpoint": checkpoint.name}
+
+
 def export(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -62,11 +99,13 @@ def export(
     format: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Export a training checkpoint (or a run directory's latest one) to ``out``.
+    """Export a model to ``out``.
 
     Args:
         source: a ``ckpt_*.pt`` file written by ``voxvec train``, or a run directory (its
-            checkpoint with the most steps is exported).
+            checkpoint with the most steps is exported); for ``onnx`` and ``torchscript`` also
+            a pretrained name, a ``.safetensors`` bundle or an original release file (anything
+            :func:`voxvec.weights.load_model` reads).
         out: the file to write.
         format: one of :data:`EXPORT_FORMATS`; None infers it from ``out``'s extension.
         metadata: extra JSON-serialisable entries for the model card.
@@ -76,22 +115,20 @@ def export(
 
     Raises:
         FileNotFoundError: ``source`` does not exist, or a run directory holds no checkpoint.
-        ValueError: see :func:`export_format`, and
+        KeyError: an unknown pretrained name.
+        ValueError: see :func:`export_format`, :func:`voxvec.weights.load_model` and
             :func:`voxvec.train.checkpoint.export_checkpoint`.
-        NotImplementedError: a format that is named but not written yet (ONNX, TorchScript).
+        ImportError: ONNX export without the ``onnx`` extra.
+        voxvec.export_graph.ExportError: the model cannot be exported to the graph format
+            (the message says why).
     """
-    from voxvec.train.checkpoint import export_checkpoint, latest_checkpoint
-
     chosen = export_format(out, format)
-    if chosen not in _IMPLEMENTED:
-        raise NotImplementedError(
-            f"{chosen} export is not available yet; export a safetensors bundle "
-            f"({EXPORT_FORMATS['safetensors']}) instead"
-        )
-    checkpoint = Path(source)
-    if checkpoint.is_dir():
-        found = latest_checkpoint(checkpoint)
-        if found is None:
-            raise FileNotFoundError(f"no checkpoint (ckpt_*.pt) in {checkpoint}")
-        checkpoint = found
-    return export_checkpoint(checkpoint, out, metadata=metadata)
+    if chosen == "safetensors":
+        from voxvec.train.checkpoint import export_checkpoint
+
+        return export_checkpoint(_latest(source), out, metadata=metadata)
+    from voxvec.export_graph import export_graph
+
+    model, card = _load(source)
+    export_graph(model, out, chosen, {**card, **(metadata or {})})
+    return Path(out)

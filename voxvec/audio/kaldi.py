@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from voxvec.audio.features import waveform_batch
+from voxvec.audio.traceable import dft_power, frame
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 """Kaldi's log floor (``std::numeric_limits<float>::epsilon()``)."""
@@ -200,16 +201,22 @@ def kaldi_fbank(
             (``config.min_samples``).
     """
     wav, lengths = waveform_batch(wav, lengths, config.min_samples, config.sample_rate)
-    frames = wav.unfold(1, config.win_length, config.hop_length)  # (B, F, win_length)
+    tracing = torch.jit.is_tracing()  # ONNX and TorchScript export: see voxvec.audio.traceable
+    if tracing:
+        frames = frame(wav, config.win_length, config.hop_length)  # (B, F, win_length)
+    else:
+        frames = wav.unfold(1, config.win_length, config.hop_length)
     if config.remove_dc_offset:
         frames = frames - frames.mean(-1, keepdim=True)
     if config.preemphasis:
         previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
         frames = frames - config.preemphasis * previous
     frames = frames * _window(config, wav.device)
-    spectrum = torch.fft.rfft(frames, n=config.n_fft)  # (B, F, n_fft // 2 + 1)
-    parts = torch.view_as_real(spectrum)
-    energy = parts[..., 0] ** 2 + parts[..., 1] ** 2
+    if tracing:
+        energy = dft_power(frames, config.n_fft)
+    else:
+        parts = torch.view_as_real(torch.fft.rfft(frames, n=config.n_fft))  # (B, F, n_freqs, 2)
+        energy = parts[..., 0] ** 2 + parts[..., 1] ** 2
     if not config.use_power:
         energy = energy.sqrt()
     mel = torch.matmul(energy, kaldi_mel_banks(config).to(wav.device).T)  # (B, F, n_mels)

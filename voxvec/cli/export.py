@@ -1,4 +1,4 @@
-"""Export a training checkpoint for inference.
+"""Export a model for inference.
 
 Strips the optimiser, loss head and RNG state from a ckpt_*.pt written by `voxvec train`; given
 a run directory, its latest checkpoint is exported. The format follows --format or, by default,
@@ -7,19 +7,26 @@ the extension of --out:
   safetensors (.safetensors)   one file with the weights, the architecture, its config and the
                                model card (training steps, data summary, --meta entries); what
                                voxvec.load and --model read
-  onnx (.onnx), torchscript (.ts)   not available yet
+  onnx (.onnx), torchscript (.ts)
+                               the whole model, front-end included: wav (batch, samples) float32
+                               and lengths (batch,) int64 in, embeddings (batch, D) out, any
+                               batch size and length; checked against PyTorch before it is kept.
+                               Also from a pretrained name or a model file (ONNX needs
+                               pip install 'voxvec[onnx]')
 
 examples:
   voxvec export runs/convgru/ckpt_00700000.pt --out convgru.safetensors
   voxvec export runs/convgru --out model.safetensors --meta name=my-model --meta licence=CC-BY-4.0
   python -c "import voxvec; print(voxvec.load('model.safetensors'))"
+  voxvec export voxvec-default --out voxvec-default.onnx
+  voxvec export runs/convgru --out convgru.ts
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "export a training checkpoint or run for inference (a .safetensors bundle)"
+HELP = "export a checkpoint, run or model to a .safetensors bundle, ONNX or TorchScript"
 
 
 def metadata_entry(text: str) -> tuple[str, str]:
@@ -35,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from voxvec.export import EXPORT_FORMATS
 
     parser.add_argument(
-        "source", metavar="RUN_OR_CHECKPOINT", help="ckpt_*.pt file, or a run directory"
+        "source",
+        metavar="RUN_OR_CHECKPOINT",
+        help="ckpt_*.pt file or run directory; for onnx and torchscript also a pretrained name "
+        "or a model file",
     )
     parser.add_argument("--out", "-o", required=True, help="the file to write")
     parser.add_argument(

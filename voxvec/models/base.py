@@ -88,7 +88,8 @@ class SpeakerEncoder(nn.Module):
                 f"got shape {tuple(lengths.shape)} dtype {lengths.dtype}"
             )
         lengths = lengths.to(device=wav.device, dtype=torch.long)
-        if batch:
+        # Values are checked eagerly only: a traced check would freeze the example's lengths.
+        if batch and not torch.jit.is_tracing():
             low, high = int(lengths.min()), int(lengths.max())
             if low < self.min_samples or high > total:
                 raise ValueError(

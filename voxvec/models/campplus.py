@@ -192,7 +192,7 @@ class _Context:
         valid = length_mask(lengths, lengths.shape[0], n_frames, device)  # (B, T)
         self.mask = None if bool(valid.all()) else valid[:, None].float()
         self.segment_of_frame = torch.arange(n_frames, device=device) // segment_frames
-        n_segments = int(self.segment_of_frame[-1]) + 1
+        n_segments = (n_frames - 1) // segment_frames + 1  # from the size: traces dynamically
         member = F.one_hot(self.segment_of_frame, n_segments).float() * valid[..., None]
         counts = member.sum(1, keepdim=True).clamp(min=1.0)  # (B, 1, S)
         whole = valid.float()[..., None] / lengths.float()[:, None, None]  # (B, T, 1)
