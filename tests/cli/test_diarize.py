@@ -82,7 +82,7 @@ def test_num_speakers_and_store_names(
     embedder = voxvec.load(CAMPPLUS, "cpu")
     store = SpeakerStore.open_or_create(tmp_path / "store", ModelIdentity.of(embedder))
     store.enroll("alice", embedder.embed(enroll_a), model=ModelIdentity.of(embedder))
-    store_args = ["--store", str(tmp_path / "store"), "--threshold", "0.5"]
+    store_args = ["--store", str(tmp_path / "store"), "--threshold", "0.5", "--num-speakers", "2"]
     code = main(["diarize", str(talk), *model, *store_args, "--out", str(out)])
     assert code == 0
     captured = capsys.readouterr()
