@@ -1,7 +1,8 @@
 """Tests for voxvec.export: formats from names or extensions, runs resolved to checkpoints.
 
 The bundle itself is written by voxvec.train.checkpoint.export_checkpoint (tested with it, and
-end to end in tests/cli/test_export.py); here it is replaced by a recorder.
+end to end in tests/cli/test_export.py) and the graphs by voxvec.export_graph (tests/
+test_export_graph.py); here they are replaced by recorders.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 
+import voxvec.export_graph
 import voxvec.train.checkpoint
+import voxvec.weights
 from voxvec.export import EXPORT_FORMATS, export, export_format
 
 
@@ -57,14 +60,32 @@ def test_a_run_exports_its_latest_checkpoint(run_dir: Path, tmp_path: Path, call
     assert calls == [(run_dir / "ckpt_00000300.pt", out, {"name": "x"}), (named, out, None)]
 
 
-def test_formats_not_written_yet_and_runs_without_checkpoints(
-    run_dir: Path, tmp_path: Path, calls: list
+def test_graph_formats_export_what_load_model_reads(
+    tmp_path: Path, calls: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, suffix in EXPORT_FORMATS.items():
-        if name != "safetensors":
-            with pytest.raises(NotImplementedError, match=f"{name} export is not available yet"):
-                export(run_dir, tmp_path / f"m{suffix}")
+    graphs: list[tuple[str, Path, str, dict]] = []
+    monkeypatch.setattr(
+        voxvec.export_graph,
+        "export_graph",
+        lambda model, out, format, card: graphs.append((model, Path(out), format, card)),
+    )
+    monkeypatch.setattr(
+        voxvec.weights, "load_model", lambda source: (f"model of {source}", {"arch": "ecapa"})
+    )
+    assert export("voxvec-default", tmp_path / "m.onnx", metadata={"name": "x"}) == (
+        tmp_path / "m.onnx"
+    )
+    export("bundle.safetensors", tmp_path / "m.ts")
+    assert graphs == [
+        ("model of voxvec-default", tmp_path / "m.onnx", "onnx", {"arch": "ecapa", "name": "x"}),
+        ("model of bundle.safetensors", tmp_path / "m.ts", "torchscript", {"arch": "ecapa"}),
+    ]
+    assert calls == []
+
+
+def test_runs_without_checkpoints(tmp_path: Path, calls: list) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        export(tmp_path / "empty", tmp_path / "m.safetensors")
+    for suffix in EXPORT_FORMATS.values():
+        with pytest.raises(FileNotFoundError, match="no checkpoint"):
+            export(tmp_path / "empty", tmp_path / f"m{suffix}")
     assert calls == []

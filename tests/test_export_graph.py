@@ -167,3 +167,17 @@ def test_an_exporter_failure_names_the_model_and_the_reason(
     assert not (tmp_path / "m.onnx").exists()
     with pytest.raises(ValueError, match="'tflite' is not a graph export format"):
         export_graph(model, tmp_path / "m.tflite", "tflite")
+
+
+def test_a_single_layer_gru_is_refused_for_onnx_and_exports_to_torchscript(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    torch.manual_seed(0)
+    model = create_model("convgru", {**SMALL["convgru"], "n_layers": 1}).eval()
+    with pytest.raises(ExportError, match=r"the convgru model cannot be exported to onnx: "
+                       r"PyTorch's ONNX exporter fails on a single-layer recurrent layer fed "
+                       r"packed sequences, as rnn \(num_layers=1\) is"):  # fmt: skip
+        export_graph(model, tmp_path / "m.onnx", "onnx")
+    assert not (tmp_path / "m.onnx").exists()
+    export_graph(model, tmp_path / "m.ts", "torchscript")
+    check_parity(model, tmp_path / "m.ts", "torchscript", shared_data)

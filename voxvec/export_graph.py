@@ -13,6 +13,10 @@ is checked before it is kept: the written file, run on batches of other sizes (p
 must give PyTorch's embeddings within :data:`TOLERANCE`; otherwise :class:`ExportError` says by
 how much it differs and the file is removed. The model card travels with the graph: as the ONNX
 metadata entry ``voxvec`` and as the TorchScript extra file ``voxvec.json`` (JSON both).
+
+Every registered architecture exports to both formats with its default config. One limit is
+PyTorch's: its ONNX exporter fails on a single-layer GRU fed packed sequences (``gru`` or
+``convgru`` with ``n_layers=1``), refused with that reason; TorchScript takes it.
 """
 
 from __future__ import annotations
@@ -100,6 +104,14 @@ def _vecdot(g: Any, x: Any, y: Any, dim: Any, out: Any = None) -> Any:
     return g.op("ReduceSum", g.op("Mul", x, y), axes, keepdims_i=0)
 
 
+def _name(model: SpeakerEncoder) -> str:
+    return f"{model.arch or type(model).__name__} model"
+
+
+def _single_layer_rnn(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.RNNBase) and module.num_layers == 1
+
+
 def _write_onnx(model: SpeakerEncoder, out: Path, card: dict[str, Any]) -> Runner:
     try:
         import onnx
@@ -108,6 +120,14 @@ def _write_onnx(model: SpeakerEncoder, out: Path, card: dict[str, Any]) -> Runne
         raise ImportError(
             f"ONNX export needs onnx and onnxruntime ({err}): pip install 'voxvec[onnx]'"
         ) from err
+    single = [name for name, m in model.named_modules() if _single_layer_rnn(m)]
+    if single:
+        raise ExportError(
+            f"the {_name(model)} cannot be exported to onnx: PyTorch's ONNX exporter fails on a "
+            f"single-layer recurrent layer fed packed sequences, as {', '.join(single)} "
+            "(num_layers=1) is (its peephole pass raises an index error); configs with 2 or "
+            "more layers export, and TorchScript (.ts) exports this one"
+        )
     torch.onnx.register_custom_op_symbolic("aten::linalg_vecdot", _vecdot, ONNX_OPSET)
     traced = _trace(model)
     with torch.no_grad(), warnings.catch_warnings():
@@ -183,11 +203,13 @@ def export_graph(
         raise ValueError(f"{format!r} is not a graph export format; known: {sorted(_WRITERS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    name = f"{model.arch or type(model).__name__} model"
+    name = _name(model)
     stored = {"arch": model.arch, "sample_rate": model.sample_rate, "embed_dim": model.embed_dim}
     stored.update(card or {})
     try:
         run = _WRITERS[format](model, out, stored)
+    except ExportError:
+        raise
     except RuntimeError as err:
         out.unlink(missing_ok=True)
         raise ExportError(f"the {name} cannot be exported to {format}: {err}") from err

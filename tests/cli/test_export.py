@@ -68,13 +68,46 @@ def test_export_format_given_or_from_the_extension(run_dir, tmp_path):
     assert load_bundle(out)[1]["steps"] == 20
 
 
+def test_export_a_run_to_torchscript_that_matches_pytorch(run_dir, tmp_path, capsys):
+    out = tmp_path / "model.ts"
+    assert main(["export", str(run_dir), "--out", str(out), "--meta", "name=tiny-gru"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    torch.manual_seed(20)
+    model = create_model("gru", TINY).eval()
+    rng = np.random.default_rng(0)
+    wav = torch.from_numpy(rng.standard_normal((2, 30000)).astype(np.float32) * 0.1)
+    lengths = torch.tensor([30000, 12345])
+    with torch.no_grad():
+        difference = torch.jit.load(str(out))(wav, lengths) - model(wav, lengths)
+    assert float(difference.abs().max()) < 1e-4
+
+
+def test_a_single_layer_gru_is_refused_for_onnx_with_the_reason(run_dir, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(run_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the gru model cannot be exported to onnx: PyTorch's ONNX exporter fails on a " in err
+    assert "rnn_stack (num_layers=1)" in err and "TorchScript (.ts) exports this one" in err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_export_the_default_model_by_name(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    out = tmp_path / "voxvec-default.onnx"
+    assert main(["export", "voxvec-default", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out) and out.stat().st_size > 1_000_000
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["{empty}", "--out", "m.safetensors"], "no checkpoint"),
         (["{run}/nope.pt", "--out", "m.safetensors"], "nope.pt"),
-        (["{run}", "--out", "m.onnx"], "onnx export is not available yet"),
-        (["{run}", "--out", "m.ts", "--format", "torchscript"], "torchscript export is not"),
+        (["{run}", "--out", "m.onnx", "--format", "torchscript"], "torchscript files end in"),
+        (["no-such-model", "--out", "m.onnx"], "unknown pretrained model 'no-such-model'"),
+        (["{empty}", "--out", "m.ts"], "no checkpoint"),
         (["{run}", "--out", "m.onnx", "--format", "safetensors"], "safetensors files end in"),
         (["{run}", "--out", "m.bin"], "cannot tell the export format"),
     ],
