@@ -89,8 +89,18 @@ def check_parity(model: SpeakerEncoder, path: Path, format: str, shared_data: Pa
     return worst
 
 
-@pytest.mark.parametrize("format", sorted(EXTENSIONS))
-@pytest.mark.parametrize("arch", sorted(SMALL))
+SLOW_TO_CHECK = {("campplus", "torchscript"), ("ecapa", "torchscript")}
+"""TorchScript's executor optimises each new input size: these take tens of seconds."""
+
+
+@pytest.mark.parametrize(
+    ("arch", "format"),
+    [
+        pytest.param(arch, format, marks=[pytest.mark.slow] * ((arch, format) in SLOW_TO_CHECK))
+        for arch in sorted(SMALL)
+        for format in sorted(EXTENSIONS)
+    ],
+)
 def test_every_model_exports_and_matches_pytorch_on_real_speech(
     arch: str, format: str, tmp_path: Path, shared_data: Path
 ) -> None:
