@@ -85,3 +85,14 @@ def test_embed_waveforms_errors(model: SpeakerEncoder) -> None:
         embed_waveforms(model, _waves([1000], 0), precision="half")
     with pytest.raises(ValueError, match=r"lengths must lie in \[512, "):
         embed_waveforms(model, _waves([4000, 100], 0))
+
+
+def test_a_float32_only_model_reports_float32(model: SpeakerEncoder) -> None:
+    from voxvec.models.campplus import CAMPPlus
+
+    cpu = torch.device("cpu")
+    assert not CAMPPlus.supports_bfloat16 and model.supports_bfloat16
+    small = create_model("campplus", embed_dim=8)
+    assert isinstance(small, CAMPPlus)
+    assert resolve_precision("bfloat16", cpu, small) == "float32"
+    assert resolve_precision("bfloat16", cpu, model) == "bfloat16"

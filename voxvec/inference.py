@@ -200,7 +200,7 @@ class Embedder:
         if device is not None:
             model = model.to(resolve_device(device))
         self.model = model.eval()
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device, self.model)
         self.card: dict[str, Any] = dict(card or {})
         if vad not in VAD_METHODS:
             raise ValueError(f"vad must be one of {VAD_METHODS}, got {vad!r}")

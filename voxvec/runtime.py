@@ -75,14 +75,21 @@ def native_bfloat16(device: torch.device) -> bool:
         return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(
+    precision: str, device: torch.device, model: SpeakerEncoder | None = None
+) -> str:
     """``"float32"`` or ``"bfloat16"`` for a :data:`PRECISIONS` value on ``device``.
+
+    A ``model`` that computes in float32 whatever autocast asks (``supports_bfloat16`` False,
+    e.g. CAM++) always gets ``"float32"``, so what is reported is what runs.
 
     Raises:
         ValueError: ``precision`` is not one of :data:`PRECISIONS`.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if model is not None and not model.supports_bfloat16:
+        return "float32"
     if precision == AUTO:
         return "bfloat16" if native_bfloat16(device) else "float32"
     return precision
@@ -130,7 +137,7 @@ def embed_waveforms(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = model_device(model)
-    bfloat16 = resolve_precision(precision, device) == "bfloat16"
+    bfloat16 = resolve_precision(precision, device, model) == "bfloat16"
     out = torch.empty(len(waves), model.embed_dim)
     order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
     with torch.inference_mode():

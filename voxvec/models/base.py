@@ -41,6 +41,9 @@ class SpeakerEncoder(nn.Module):
 
     config_class: ClassVar[type[Any]]
     arch: ClassVar[str] = ""
+    supports_bfloat16: ClassVar[bool] = True
+    """False for architectures that compute in float32 whatever autocast asks (their bfloat16
+    embeddings would drift beyond voxvec's tolerance): inference then reports float32."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()

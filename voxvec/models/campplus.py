@@ -302,6 +302,7 @@ class CAMPPlus(SpeakerEncoder):
 
     config_class = CAMPPlusConfig
     config: CAMPPlusConfig
+    supports_bfloat16 = False  # see the module docstring
 
     def __init__(self, config: CAMPPlusConfig) -> None:
         super().__init__(config)
