@@ -34,10 +34,14 @@ Examples (the commands behind BENCHMARKS.md)::
     python bench/diarize.py build --split valid --n 24 --seed 1 --out /tmp/diar/valid
     python bench/diarize.py build --split test --n 30 --seed 2 --out /tmp/diar/test
     python bench/diarize.py tune --set /tmp/diar/valid --json bench/results/diarize-tune.json
-    python bench/diarize.py run --set /tmp/diar/test --real /tmp/pya/pyannote/audio/sample \
-        --systems voxvec voxvec-seg senko --json bench/results/diarize-test.json
-    python bench/diarize.py long --hours 2 --out /tmp/diar/long \
-        --json bench/results/diarize-long.json
+    python bench/diarize.py run --set /tmp/diar/test --limit 12 --threads 1 \
+        --real /tmp/pya/pyannote/audio/sample --systems voxvec senko voxvec-seg \
+        --json bench/results/diarize-test.json
+    python bench/diarize.py long --hours 2 --system voxvec-seg --hop-s 1.5 --threads 1 \
+        --out /tmp/diar/long --json bench/results/diarize-long.json
+
+(The recorded run used the first 12 test conversations, test000-test011, and one thread per
+system: the 2-core machine was shared with other jobs, load average 6-15.)
 """
 
 from __future__ import annotations
@@ -396,7 +400,7 @@ def machine() -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> None:
     """Every system on the same files; DER, counts and RTF to a JSON and a table."""
-    files = load_set(args.set + (args.real or []))
+    files = load_set(args.set)[: args.limit] + load_set(args.real or [])
     audio_s = sum(i["duration_s"] for i in files)
     report: dict[str, Any] = {"machine": machine(), "n_files": len(files), "audio_s": audio_s}
     report["systems"] = {}
@@ -633,6 +637,7 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--set", nargs="+", required=True)
     r.add_argument("--real", nargs="*")
+    r.add_argument("--limit", type=int, default=None, help="only the first N files of --set")
     r.add_argument("--systems", nargs="+", default=["voxvec", "senko"])
     r.add_argument("--senko-python", default="/work/venv-senko/bin/python")
     r.add_argument("--threads", type=int, default=2)
