@@ -146,11 +146,15 @@ def non_speech_reason(wav: np.ndarray, sample_rate: int) -> str | None:
         A short reason (for an error message), or None.
     """
     sample_rate = check_rate(sample_rate, "sample_rate")
-    if np.asarray(wav).size == 0:
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.size == 0:
         return "no samples"
-    levels_db = _frame_levels_db(
-        np.asarray(wav, dtype=np.float32), _ms(_FRAME_MS, sample_rate), _ms(_HOP_MS, sample_rate)
-    )
+    frame = _ms(_FRAME_MS, sample_rate)
+    n_frames = max(1, wav.size // frame)
+    # Side-by-side frames in float32: a tenth of the cost of the detector's 10 ms hop, and the
+    # same spread of levels (it is a statistic over the whole input, not a boundary).
+    frames = np.pad(wav, (0, max(0, frame - wav.size)))[: n_frames * frame].reshape(n_frames, frame)
+    levels_db = 10.0 * np.log10(np.maximum(frames.var(axis=1, dtype=np.float64), _POWER_EPS))
     sounding = levels_db[levels_db >= _FLOOR_DBFS]
     if sounding.size == 0:
         return f"silence (nothing above {_FLOOR_DBFS:g} dBFS)"
