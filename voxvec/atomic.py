@@ -8,11 +8,24 @@ a truncated file behind under a real name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
+
+
+def write_error(path: str | os.PathLike[str], err: OSError) -> OSError:
+    """``err`` as an error that names ``path`` ("cannot write PATH: No space left on device");
+    ``err`` itself when it already names a file.
+
+    A full disk or a file-size limit raise errors without a file name; every writer in voxvec
+    reports them through this, so the user learns which file could not be written.
+    """
+    if err.filename is not None or str(path) in str(err):
+        return err
+    return type(err)(err.errno or errno.EIO, f"cannot write {path}: {err.strerror or err}")
 
 
 def _umask() -> int:
@@ -50,10 +63,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        if e.filename is not None or str(target) in str(e):
+        named = write_error(target, e)
+        if named is e:
             raise
-        # "File too large", "No space left on device": say which file could not be written.
-        raise type(e)(e.errno, f"cannot write '{target}': {e.strerror or e}") from e
+        raise named from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

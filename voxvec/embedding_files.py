@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import errno
 import hashlib
 import json
 import logging
@@ -38,7 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from voxvec.atomic import atomic_open, atomic_path
+from voxvec.atomic import atomic_open, atomic_path, write_error
 from voxvec.audio.io import AUDIO_EXTENSIONS
 from voxvec.data.manifest import CsvWriter, read_manifest
 
@@ -566,11 +565,6 @@ def _read_journal(journal: Path, fingerprint: str) -> dict[int, _Chunk]:
     return {chunk.start: chunk for chunk in chunks}
 
 
-def _write_error(path: Path, err: OSError) -> OSError:
-    """``err`` (e.g. a full disk) as an error that names the file being written."""
-    return OSError(err.errno or errno.EIO, f"cannot write {path}: {err.strerror or err}")
-
-
 def _write_report(report: Path, failures: Sequence[FailedInput]) -> None:
     with atomic_open(report) as f:
         writer = CsvWriter(f)
@@ -649,7 +643,7 @@ def embed_to_file(
                 f.write(json.dumps(header).encode() + b"\n")
                 f.writelines(chunks[start].to_line() for start in sorted(chunks))
         except OSError as err:
-            raise _write_error(journal, err) from err
+            raise write_error(journal, err) from err
         report_failure = on_failure or (lambda f: logger.warning("%s (skipped)", f.message))
         bar = tqdm(total=n, initial=n_resumed, desc="embedding", unit="file", disable=not progress)
         with bar, journal.open("ab") as f:
@@ -665,7 +659,7 @@ def embed_to_file(
                         f.flush()
                         os.fsync(f.fileno())
                     except OSError as err:
-                        raise _write_error(journal, err) from err
+                        raise write_error(journal, err) from err
                     chunks[start] = chunk
                     bar.update(chunk.n)
         done = [chunks[start] for start in sorted(chunks)]
@@ -679,7 +673,7 @@ def embed_to_file(
                 report.unlink()
                 logger.info("removed %s, the failure report of an earlier job", report)
         except OSError as err:
-            raise _write_error(path, err) from err
+            raise write_error(path, err) from err
         journal.unlink()
     return EmbedJobReport(written, len(indices), failures, report if failures else None, n_resumed)
 
