@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from voxvec.models.frontends import Frontend, create_frontend
+from voxvec.models.layers import resolve_lengths
 
 
 class SpeakerEncoder(nn.Module):
@@ -83,24 +84,9 @@ class SpeakerEncoder(nn.Module):
                 f"{self.sample_rate} Hz, got shape {tuple(wav.shape)} dtype {wav.dtype}"
             )
         batch, total = wav.shape
-        if lengths is None:
-            lengths = torch.full((batch,), total, dtype=torch.long, device=wav.device)
-        elif lengths.shape != (batch,) or lengths.dtype.is_floating_point or lengths.is_complex():
-            raise ValueError(
-                f"lengths must be a ({batch},) integer tensor of samples for a batch of {batch}, "
-                f"got shape {tuple(lengths.shape)} dtype {lengths.dtype}"
-            )
-        lengths = lengths.to(device=wav.device, dtype=torch.long)
-        # Values are checked eagerly only: a traced check would freeze the example's lengths.
-        if batch and not torch.jit.is_tracing():
-            low, high = int(lengths.min()), int(lengths.max())
-            if low < self.min_samples or high > total:
-                raise ValueError(
-                    f"lengths must lie in [{self.min_samples}, {total}] samples (the model's "
-                    f"minimum input at {self.sample_rate} Hz, the padded length), "
-                    f"got values in [{low}, {high}]"
-                )
-        return lengths
+        return resolve_lengths(
+            lengths, batch, total, wav.device, min_len=self.min_samples, unit="samples"
+        )
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Embed a waveform batch.

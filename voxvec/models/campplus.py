@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from voxvec.audio.kaldi import KALDI_FBANK_80, KaldiFbankConfig
 from voxvec.models.base import SpeakerEncoder, length_mask
-from voxvec.models.layers import resolve_lengths
+from voxvec.models.layers import check_features
 from voxvec.registry import register_model
 
 
@@ -354,18 +354,14 @@ class CAMPPlus(SpeakerEncoder):
             ValueError: ``features`` is not ``(B, n_frames, n_mels)`` with ``n_mels`` of the
                 config, or a length is outside ``[1, n_frames]``.
         """
-        n_mels = self.config.frontend.n_mels
-        if features.dim() != 3 or features.shape[-1] != n_mels:
-            raise ValueError(
-                f"CAM++ expects filterbanks (B, n_frames, {n_mels}), "
-                f"got shape {tuple(features.shape)}"
-            )
+        features, lengths = check_features(
+            features, lengths, self.config.frontend.n_mels, "CAM++ expects filterbanks"
+        )
         with torch.autocast(features.device.type, enabled=False):
             return self._encode(features.float(), lengths)
 
-    def _encode(self, features: Tensor, lengths: Tensor | None) -> Tensor:
+    def _encode(self, features: Tensor, lengths: Tensor) -> Tensor:
         batch, n_frames, _ = features.shape
-        lengths = resolve_lengths(lengths, batch, n_frames, features.device, unit="frames")
         padded = bool((lengths < n_frames).any())
         frame_mask = length_mask(lengths, batch, n_frames, features.device).float()
         x = (features * frame_mask[..., None]).transpose(1, 2)  # (B, n_mels, n_frames)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from voxvec.audio.features import LOGMEL_16K, MelConfig
 from voxvec.models.base import SpeakerEncoder, length_mask
-from voxvec.models.layers import resolve_lengths
+from voxvec.models.layers import check_features
 from voxvec.registry import register_model
 
 
@@ -204,14 +204,10 @@ class ECAPA(SpeakerEncoder):
             ValueError: ``features`` is not ``(B, n_frames, n_mels)`` with ``n_mels`` of the
                 config, or a length is outside ``[1, n_frames]``.
         """
-        n_mels = self.config.frontend.n_mels
-        if features.dim() != 3 or features.shape[-1] != n_mels:
-            raise ValueError(
-                f"ECAPA expects log-mels (B, n_frames, {n_mels}), got shape {tuple(features.shape)}"
-            )
-        x = features
+        x, lengths = check_features(
+            features, lengths, self.config.frontend.n_mels, "ECAPA expects log-mels"
+        )
         batch, n_frames, _ = x.shape
-        lengths = resolve_lengths(lengths, batch, n_frames, x.device, unit="frames")
         if self.training:
             x = self._spec_augment(x, lengths)
         x = x * length_mask(lengths, batch, n_frames, x.device)[..., None]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from voxvec.audio.features import TACOTRON_22K, MelConfig
 from voxvec.models.base import SpeakerEncoder
-from voxvec.models.layers import resolve_lengths
+from voxvec.models.layers import check_features
 from voxvec.registry import register_model
 
 MIN_LOG_VALUE = -11.52
@@ -93,13 +93,9 @@ class GRUEncoder(SpeakerEncoder):
                 a length is outside ``[1, n_frames]``.
         """
         x = features
-        n_mels = self.config.frontend.n_mels
-        if x.dim() != 3 or x.shape[-1] != n_mels:
-            raise ValueError(
-                f"GRUEncoder expects log-mels (B, n_frames, {n_mels}), got shape {tuple(x.shape)}"
-            )
-        batch, n_frames, _ = x.shape
-        lengths = resolve_lengths(lengths, batch, n_frames, x.device, unit="frames")
+        x, lengths = check_features(
+            x, lengths, self.config.frontend.n_mels, "GRUEncoder expects log-mels"
+        )
         x = x.float()
         if self.config.normalize:
             half = -MIN_LOG_VALUE / 2

@@ -32,9 +32,7 @@ def resolve_lengths(
         ValueError: ``lengths`` is not ``(B,)``, or a length is outside ``[min_len, max_len]``.
     """
     if lengths is None:
-        if max_len < min_len:
-            raise ValueError(f"input of {max_len} {unit} is shorter than the minimum {min_len}")
-        return torch.full((batch,), max_len, dtype=torch.long, device=device)
+        lengths = torch.full((batch,), max_len, dtype=torch.long, device=device)
     if lengths.shape != (batch,):
         raise ValueError(
             f"lengths must have shape ({batch},) for a batch of {batch}, got {tuple(lengths.shape)}"
@@ -42,7 +40,8 @@ def resolve_lengths(
     if lengths.dtype.is_floating_point or lengths.dtype.is_complex:
         raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
     lengths = lengths.to(device=device, dtype=torch.long)
-    if batch:
+    # Values are checked eagerly only: a traced check would freeze the example's lengths.
+    if batch and not torch.jit.is_tracing():
         low, high = int(lengths.min()), int(lengths.max())
         if low < min_len or high > max_len:
             raise ValueError(
@@ -50,3 +49,26 @@ def resolve_lengths(
                 f"takes, the padded length), got values in [{low}, {high}]"
             )
     return lengths
+
+
+def check_features(
+    features: Tensor, lengths: Tensor | None, n_bins: int, what: str
+) -> tuple[Tensor, Tensor]:
+    """Check a ``(B, n_frames, n_bins)`` feature batch and its frame lengths.
+
+    Args:
+        features: the front-end's output.
+        lengths: ``(B,)`` valid frames per item, or None (all valid).
+        n_bins: the feature size the model was built for.
+        what: the model and its feature kind, for the message (``"ECAPA expects log-mels"``).
+
+    Returns:
+        ``(features, lengths)``, lengths as a ``(B,)`` LongTensor.
+
+    Raises:
+        ValueError: a wrong shape, or lengths outside ``[1, n_frames]``.
+    """
+    if features.dim() != 3 or features.shape[-1] != n_bins:
+        raise ValueError(f"{what} (B, n_frames, {n_bins}), got shape {tuple(features.shape)}")
+    batch, n_frames, _ = features.shape
+    return features, resolve_lengths(lengths, batch, n_frames, features.device, unit="frames")
