@@ -440,13 +440,7 @@ class Embedder:
                 spans = self._window_spans(len(speech.wav))
                 decoded[k] = (speech, spans)
                 waves.extend(speech.wav[a:b] for a, b in spans)
-            emb = (
-                embed_waveforms(
-                    self.model, waves, batch_size=batch_size, precision=self.precision
-                ).numpy()
-                if waves
-                else None
-            )
+            emb = self.embed_waveforms(waves, batch_size=batch_size) if waves else None
             row = 0
             for k, item in enumerate(chunk):
                 if k in errors:
@@ -477,6 +471,24 @@ class Embedder:
                 yield first + k, item.source, windows, None
 
     # ------------------------------------------------------------------ public
+
+    def embed_waveforms(self, waves: Sequence[np.ndarray], *, batch_size: int = 16) -> np.ndarray:
+        """The forward passes behind every method: embeddings of decoded, checked waveforms.
+
+        A subclass may send the passes elsewhere (the HTTP service groups the waveforms of
+        concurrent requests into shared batches this way, :mod:`voxvec.serve.worker`).
+
+        Args:
+            waves: ``S`` 1-D float32 waveforms at :attr:`sample_rate` (speech, windows already
+                cut), each at least ``model.min_samples`` long.
+            batch_size: waveforms per forward pass.
+
+        Returns:
+            ``(S, D)`` float32 unit embeddings, in the order of ``waves``.
+        """
+        return embed_waveforms(
+            self.model, waves, batch_size=batch_size, precision=self.precision
+        ).numpy()
 
     def iter_embed(
         self,

@@ -35,6 +35,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "export",
     "diarize",
+    "serve",
 )
 
 
