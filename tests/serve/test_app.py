@@ -28,10 +28,6 @@ def api(server) -> Iterator[httpx.Client]:
         yield client
 
 
-def _files(server, field: str, *paths: Path) -> list:
-    return server.files(field, *paths)
-
-
 def test_health_needs_no_token_and_names_the_limits(server) -> None:
     with server.client(token=None) as client:
         health = client.get("/health").json()
@@ -47,7 +43,7 @@ def test_every_api_call_needs_the_token(server, speech, token: str | None) -> No
         for method, path, kwargs in [
             ("GET", "/speakers", {}),
             ("DELETE", "/speakers/alice", {}),
-            ("POST", "/embed", {"files": _files(server, "files", speech["alice"][0])}),
+            ("POST", "/embed", {"files": server.files("files", speech["alice"][0])}),
         ]:
             response = client.request(method, path, **kwargs)
             assert response.status_code == 401, (path, response.text)
@@ -57,7 +53,7 @@ def test_every_api_call_needs_the_token(server, speech, token: str | None) -> No
 
 def test_embed_equals_the_in_process_embedder(api, server, speech, embedder) -> None:
     paths = [speech["alice"][0], speech["bob"][0]]
-    response = api.post("/embed", files=_files(server, "files", *paths))
+    response = api.post("/embed", files=server.files("files", *paths))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["embed_dim"] == 256 and [r["file"] for r in body["results"]] == [
@@ -80,7 +76,7 @@ def test_concurrent_requests_share_batches_and_keep_their_answers(
     def one(k: int) -> None:
         with server.client() as client:
             start.wait()
-            response = client.post("/embed", files=_files(server, "files", paths[k]))
+            response = client.post("/embed", files=server.files("files", paths[k]))
             assert response.status_code == 200, response.text
             answers[k] = np.array(response.json()["results"][0]["embedding"], np.float32)
 
@@ -101,7 +97,7 @@ def test_verify_matches_the_library(api, server, speech, embedder) -> None:
     a, same, other = speech["alice"][:2], speech["alice"][2], speech["bob"][0]
     results = {}
     for name, b in (("same", same), ("other", other)):
-        response = api.post("/verify", files=_files(server, "a", *a) + _files(server, "b", b))
+        response = api.post("/verify", files=server.files("a", *a) + server.files("b", b))
         assert response.status_code == 200, response.text
         results[name] = body = response.json()
         expected = verify(embedder, a, [b])
@@ -112,7 +108,7 @@ def test_verify_matches_the_library(api, server, speech, embedder) -> None:
     assert results["same"]["score"] > results["other"]["score"]
     response = api.post(
         "/verify",
-        files=_files(server, "a", same) + _files(server, "b", other),
+        files=server.files("a", same) + server.files("b", other),
         data={"threshold": "far1"},
     )
     assert response.status_code == 200 and "'far1'" in response.json()["threshold_source"]
@@ -122,12 +118,12 @@ def test_enroll_list_identify_remove_round_trip(api, server, speech) -> None:
     response = api.post(
         "/enroll",
         data={"name": "alice-rt", "metadata": '{"team": "red"}'},
-        files=_files(server, "files", *speech["alice"][:3]),
+        files=server.files("files", *speech["alice"][:3]),
     )
     assert response.status_code == 200, response.text
     assert response.json()["added"] == 3
     bob = api.post(
-        "/enroll", data={"name": "bob-rt"}, files=_files(server, "files", *speech["bob"][:3])
+        "/enroll", data={"name": "bob-rt"}, files=server.files("files", *speech["bob"][:3])
     )
     assert bob.status_code == 200
     listed = {s["name"]: s for s in api.get("/speakers").json()["speakers"]}
@@ -136,7 +132,7 @@ def test_enroll_list_identify_remove_round_trip(api, server, speech) -> None:
     assert api.get("/speakers/bob-rt").json()["count"] == 3
 
     queries = [speech["alice"][12], speech["bob"][12]]
-    response = api.post("/identify", files=_files(server, "files", *queries), data={"top_k": 2})
+    response = api.post("/identify", files=server.files("files", *queries), data={"top_k": 2})
     assert response.status_code == 200, response.text
     body = response.json()
     assert "'far1'" in body["threshold_source"] and body["margin"] == 0.05
@@ -164,7 +160,7 @@ def test_diarize_finds_the_turns_and_names_enrolled_speakers(
             s["speaker"] for s in body["exclusive_segments"] if s["start_s"] <= t <= s["end_s"]
         )
 
-    upload = _files(server, "file", conversation)
+    upload = server.files("file", conversation)
     response = api.post("/diarize", files=upload, data={"num_speakers": 2, "names": "false"})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -174,7 +170,7 @@ def test_diarize_finds_the_turns_and_names_enrolled_speakers(
     assert speaker_at(body, 1.0) == speaker_at(body, 20.0) != speaker_at(body, 12.0)
 
     enrolled = api.post("/enroll", data={"name": "carol"},
-                        files=_files(server, "files", *speech["alice"][5:9]))  # fmt: skip
+                        files=server.files("files", *speech["alice"][5:9]))  # fmt: skip
     assert enrolled.status_code == 200, enrolled.text
     try:
         named = api.post("/diarize", files=upload, data={"num_speakers": 2}).json()
@@ -212,7 +208,7 @@ def test_audio_over_the_duration_limit_is_413(api, server, speech, tmp_path) -> 
     long = tmp_path / "long.flac"
     sf.write(long, wav, 16000)
     assert long.stat().st_size < 2**21  # under the upload limit: the duration is what is refused
-    response = api.post("/embed", files=_files(server, "files", long))
+    response = api.post("/embed", files=server.files("files", long))
     assert response.status_code == 413
     assert response.json()["detail"] == (
         "'long.flac' is 40.0 s long; this server takes at most 30 s per file (--max-audio-s)"
@@ -239,22 +235,22 @@ def test_bytes_that_are_not_audio_are_422_naming_the_upload(
 def test_too_little_speech_and_bad_options_are_422(api, server, speech, tmp_path) -> None:
     short = tmp_path / "short.wav"
     sf.write(short, sf.read(speech["alice"][0])[0][:3200], 16000)
-    response = api.post("/embed", files=_files(server, "files", short))
+    response = api.post("/embed", files=server.files("files", short))
     assert response.status_code == 422 and "short.wav" in response.json()["detail"]
     assert "min_speech_s" in response.json()["detail"]
 
-    too_many = api.post("/embed", files=_files(server, "files", *speech["alice"][:5]))
+    too_many = api.post("/embed", files=server.files("files", *speech["alice"][:5]))
     assert too_many.status_code == 422
     assert too_many.json()["detail"] == "files: 5 files; at most 4 per request"
 
-    one = _files(server, "a", speech["alice"][0]) + _files(server, "b", speech["bob"][0])
+    one = server.files("a", speech["alice"][0]) + server.files("b", speech["bob"][0])
     for threshold, expected in (("nan", "finite number"), ("far7", "no decision threshold")):
         bad = api.post("/verify", files=one, data={"threshold": threshold})
         assert bad.status_code == 422 and expected in bad.json()["detail"]
-    bad_k = api.post("/identify", files=_files(server, "files", speech["alice"][0]),
+    bad_k = api.post("/identify", files=server.files("files", speech["alice"][0]),
                      data={"top_k": 0})  # fmt: skip
     assert bad_k.status_code == 422
-    meta = api.post("/enroll", files=_files(server, "files", speech["alice"][0]),
+    meta = api.post("/enroll", files=server.files("files", speech["alice"][0]),
                     data={"name": "x", "metadata": "[1, 2]"})  # fmt: skip
     assert meta.status_code == 422 and "JSON object" in meta.json()["detail"]
 
@@ -269,7 +265,7 @@ def test_speaker_names_are_data_never_paths(api, server, speech) -> None:
     names = ["../../escape", "/etc/passwd", "..", "a/../../b"]
     for name in names:
         response = api.post("/enroll", data={"name": name},
-                            files=_files(server, "files", speech["alice"][0]))  # fmt: skip
+                            files=server.files("files", speech["alice"][0]))  # fmt: skip
         assert response.status_code == 200, response.text
         assert response.json()["speaker"]["name"] == name
     assert _tree(outside) - _tree(server.store) == before_outside  # nothing written outside
@@ -281,7 +277,7 @@ def test_speaker_names_are_data_never_paths(api, server, speech) -> None:
         assert api.get(f"/speakers/{quoted}").json()["name"] == name
         assert api.delete(f"/speakers/{quoted}").status_code == 200
     bad = api.post(
-        "/enroll", data={"name": "a\nb"}, files=_files(server, "files", speech["alice"][0])
+        "/enroll", data={"name": "a\nb"}, files=server.files("files", speech["alice"][0])
     )
     assert bad.status_code == 422 and "control character" in bad.json()["detail"]
     assert api.get("/speakers/%00").status_code == 422

@@ -17,11 +17,12 @@ The speaker store is the one folder given at start-up; names are data (the store
 :func:`voxvec.apps.store.check_name`), so no request reaches a path outside it. Uploads go to a
 private temporary folder that is removed when the request ends.
 
-Status codes: 401 without the right bearer token (when the server has one); 404 an unknown
-speaker; 408 an upload slower than the request time limit; 409 identification with an empty
-store; 413 a body over the upload limit or audio over the duration limit; 422 anything the
-library refuses (not audio, too short, no speech, a bad name or option); 503 the model's
-queue is full or the request ran out of time waiting for it (with ``Retry-After``).
+Status codes: 400 a body that is not multipart; 401 without the right bearer token (when the
+server has one); 404 an unknown speaker; 408 an upload slower than the request time limit; 409
+identification with an empty store; 413 a body over the upload limit or audio over the
+duration limit; 422 anything the library refuses (not audio, too short, no speech, a bad name
+or option: one message, also for form validation); 503 the model's queue is full or the request
+ran out of time waiting for it (with ``Retry-After``).
 """
 
 import asyncio
@@ -44,6 +45,7 @@ from typing import Annotated, Any
 import numpy as np
 import soundfile as sf
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -168,7 +170,7 @@ class Health(BaseModel):
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Error} for code in (401, 413, 422, 503, *codes)}
+    return {code: {"model": Error} for code in (400, 401, 413, 422, 503, *codes)}
 
 
 # --------------------------------------------------------------------------- limits
@@ -464,6 +466,14 @@ def create_app(service: Service) -> FastAPI:
 
     guarded = [Depends(authorised)]
     Files = Annotated[list[UploadFile], File(description="audio files (WAV, FLAC, Ogg, MP3)")]
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc'][1:]) or e['loc'][0]}: {e['msg']}"
+            for e in err.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, err: Exception) -> JSONResponse:

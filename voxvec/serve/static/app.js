@@ -26,12 +26,7 @@ async function call(method, path, form) {
   } catch (err) {
     throw new Error(`${response.status} ${response.statusText}`);
   }
-  if (!response.ok) {
-    const detail = Array.isArray(body.detail)
-      ? body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ")
-      : body.detail;
-    throw new Error(`${response.status}: ${detail}`);
-  }
+  if (!response.ok) throw new Error(`${response.status}: ${body.detail}`);
   return body;
 }
 
