@@ -24,7 +24,8 @@ ALLOWED: dict[str, set[str]] = {
     "weights": {"atomic", "config", "registry", "audio", "models"},
     "runtime": {"audio", "models"},
     "eval": {"atomic", "audio", "data", "embedding_files", "models", "runtime"},
-    "inference": {"audio", "models", "runtime"},
+    "pipeline": {"audio"},
+    "inference": {"audio", "models", "pipeline", "runtime"},
     "train": {
         "_version",
         "atomic",

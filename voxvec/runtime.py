@@ -132,17 +132,14 @@ def embed_waveforms(
     """
     import torch
 
-    from voxvec.audio.windows import pad_batch
+    from voxvec.audio.windows import length_batches, pad_batch
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batches = length_batches([len(w) for w in waves], batch_size)
     device = model_device(model)
     bfloat16 = resolve_precision(precision, device, model) == "bfloat16"
     out = torch.empty(len(waves), model.embed_dim)
-    order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in batches:
             wav, lengths = pad_batch([waves[i] for i in idx])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
                 emb = model(wav.to(device), lengths.to(device))

@@ -1,15 +1,20 @@
 """Batching helpers for waveforms: right-padding with lengths, sliding windows, random crops.
 
-All lengths, window sizes and hops are in samples.
+All lengths, window sizes and hops are in samples. :func:`window_starts` is plain Python, so the
+torch-free inference path (:mod:`voxvec.pipeline`) uses it without importing torch; the tensor
+helpers import torch when called.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 def pad_batch(waves: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Tensor]:
@@ -26,6 +31,8 @@ def pad_batch(waves: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Tensor]:
     Raises:
         ValueError: ``waves`` is empty or an item is not 1-D.
     """
+    import torch
+
     if len(waves) == 0:
         raise ValueError("pad_batch needs at least one waveform, got an empty sequence")
     items = [torch.as_tensor(w) for w in waves]
@@ -38,6 +45,29 @@ def pad_batch(waves: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Tensor]:
     for i, item in enumerate(items):
         batch[i, : item.shape[0]] = item.to(device=device, dtype=torch.float32)
     return batch, lengths
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """The batches a list of waveforms is embedded in: indices, longest first.
+
+    Sorting by length keeps padding small; every embedder batches this way (the PyTorch
+    :func:`voxvec.runtime.embed_waveforms` and the onnxruntime backend alike).
+
+    Args:
+        lengths: length of each item, in samples.
+        batch_size: items per batch (>= 1).
+
+    Returns:
+        Lists of item indices, each of at most ``batch_size`` items, in decreasing length
+        (ties in input order); together they hold every index once.
+
+    Raises:
+        ValueError: ``batch_size < 1``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
@@ -90,6 +120,8 @@ def random_crop(wav: Tensor, n_samples: int, generator: torch.Generator | None =
     Raises:
         ValueError: ``n_samples <= 0`` or ``wav`` is 0-D.
     """
+    import torch
+
     if n_samples <= 0:
         raise ValueError(f"n_samples must be > 0, got {n_samples}")
     if wav.dim() == 0:
