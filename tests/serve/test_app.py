@@ -49,6 +49,9 @@ def test_every_api_call_needs_the_token(server, speech, token: str | None) -> No
             assert response.status_code == 401, (path, response.text)
             assert response.headers["www-authenticate"] == "Bearer"
             assert "bearer token" in response.json()["detail"]
+        big = np.zeros(3 * 2**20, np.uint8).tobytes()  # refused before the body is read: 401
+        response = client.post("/embed", files=[("files", ("big.wav", big, "audio/wav"))])
+        assert response.status_code == 401
 
 
 def test_embed_equals_the_in_process_embedder(api, server, speech, embedder) -> None:

@@ -7,7 +7,7 @@ store's own model is used); requests cannot reach any other folder. Uploads are 
 --max-upload-mb per request (413), --max-audio-s per file (413) and --max-files per field
 (422); a request that takes over --request-timeout-s to arrive gets 408, one still waiting for
 the model then gets 503. With --token (or $VOXVEC_SERVE_TOKEN), every endpoint but /, /health
-and /openapi.json needs 'Authorization: Bearer TOKEN'.
+and /openapi.json needs 'Authorization: Bearer TOKEN' (401 before the body is read).
 
 Endpoints: POST /embed, /verify, /identify, /enroll, /diarize; GET /speakers, /speakers/NAME;
 DELETE /speakers/NAME; GET /health; the schema at /openapi.json. Needs the serve extra:

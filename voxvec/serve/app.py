@@ -44,10 +44,10 @@ from typing import Annotated, Any
 
 import numpy as np
 import soundfile as sf
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -176,18 +176,35 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 # --------------------------------------------------------------------------- limits
 
 
-class _BodyLimit:
-    """ASGI middleware: 413 for a body over ``max_bytes`` (by its Content-Length before reading
-    anything, else as it streams in), 408 for a body that takes over ``timeout_s`` to arrive."""
+PUBLIC_PATHS = ("/", "/health", "/openapi.json")
+"""What needs no token (with ``/static/``: the web page's files)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+
+def _token_problem(headers: list[tuple[bytes, bytes]], token: str) -> tuple[int, str] | None:
+    """401 unless the ``Authorization`` header carries ``Bearer <token>``."""
+    given = dict(headers).get(b"authorization", b"")
+    scheme, _, credentials = given.partition(b" ")
+    if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token.encode()):
+        return None
+    return 401, (
+        "missing or wrong bearer token: send 'Authorization: Bearer <token>' (the server's "
+        "--token or $VOXVEC_SERVE_TOKEN)"
+    )
+
+
+class _Guard:
+    """ASGI middleware, before the application reads anything: 401 without the token (when
+    the server has one; :data:`PUBLIC_PATHS` and ``/static/`` excepted), 413 for a body over
+    the upload limit (by its Content-Length, else as it streams in), 408 for a body that takes
+    over the time limit to arrive."""
+
+    def __init__(self, app: ASGIApp, settings: ServeSettings) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.timeout_s = timeout_s
+        self.settings = settings
 
     def _too_large(self) -> tuple[int, str]:
         return 413, (
-            f"the request body is over the upload limit of {self.max_bytes / 2**20:g} MiB "
+            f"the request body is over the upload limit of {self.settings.max_upload_mb:g} MiB "
             "(--max-upload-mb); send fewer or smaller files"
         )
 
@@ -195,32 +212,41 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        token, path = self.settings.token, scope["path"]
+        if token is not None and path not in PUBLIC_PATHS and not path.startswith("/static/"):
+            refused = _token_problem(scope["headers"], token)
+            if refused is not None:
+                await _send_error(send, *refused)
+                return
+        limit, timeout_s = self.settings.max_upload_bytes, self.settings.request_timeout_s
         length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes:
+        if length.isdigit() and int(length) > limit:
             await _send_error(send, *self._too_large())
             return
         loop = asyncio.get_running_loop()
-        end = loop.time() + self.timeout_s
-        received = 0
+        end = loop.time() + timeout_s
+        received, complete, started = 0, False, False
         problem: tuple[int, str] | None = None
-        started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, problem
+            nonlocal received, complete, problem
+            if complete:  # the body is in; later calls wait for a disconnect, untimed
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, end - loop.time()))
             except asyncio.TimeoutError:
                 problem = (
                     408,
                     (
-                        f"the request took over {self.timeout_s:g} s to arrive "
-                        "(--request-timeout-s); send it faster or smaller"
+                        f"the request took over {timeout_s:g} s to arrive (--request-timeout-s); "
+                        "send it faster or smaller"
                     ),
                 )
                 raise _Refused from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                complete = not message.get("more_body", False)
+                if received > limit:
                     problem = self._too_large()
                     raise _Refused
             return message
@@ -241,13 +267,16 @@ class _BodyLimit:
 
 
 class _Refused(Exception):
-    """Raised into the application when :class:`_BodyLimit` refuses the body."""
+    """Raised into the application when :class:`_Guard` refuses the body."""
 
 
 async def _send_error(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers.append((b"connection", b"close"))
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    else:  # the rest of a refused body is not read: the connection cannot be reused
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -444,27 +473,9 @@ def create_app(service: Service) -> FastAPI:
         docs_url=None,  # Swagger UI loads from a CDN; the schema is at /openapi.json
         redoc_url=None,
     )
-    app.add_middleware(
-        _BodyLimit, max_bytes=settings.max_upload_bytes, timeout_s=settings.request_timeout_s
-    )
-    bearer = HTTPBearer(auto_error=False, description="the server's --token, when it has one")
-
-    def authorised(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        token = settings.token
-        if token is None:
-            return
-        given = "" if credentials is None else credentials.credentials
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(
-                401,
-                "missing or wrong bearer token: send 'Authorization: Bearer <token>' (the "
-                "server's --token or $VOXVEC_SERVE_TOKEN)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    guarded = [Depends(authorised)]
+    app.add_middleware(_Guard, settings=settings)
+    # The token is checked by _Guard before the body is read; this declares it in the schema.
+    guarded = [Security(HTTPBearer(auto_error=False, description="the server's --token"))]
     Files = Annotated[list[UploadFile], File(description="audio files (WAV, FLAC, Ogg, MP3)")]
 
     @app.exception_handler(RequestValidationError)
@@ -630,13 +641,15 @@ def create_app(service: Service) -> FastAPI:
     def health() -> Health:
         """Model, store size, limits and the model queue (no token needed)."""
         stats = service.worker.stats
+        with service.store_lock:
+            n_speakers = len(service.refreshed_store())
         return Health(
             status="ok",
             version=__version__,
             model=service.model_name,
             embed_dim=service.embedder.embed_dim,
             sample_rate=service.embedder.sample_rate,
-            speakers=len(service.store),
+            speakers=n_speakers,
             auth=settings.token is not None,
             limits=settings.limits(),
             queue={
