@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import resource
 import signal
 import socket
 import subprocess
@@ -21,6 +23,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'voxve
 httpx = pytest.importorskip("httpx", reason="the service tests call the server with httpx")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TOKEN_ENV = "VOXVEC_SERVE_TOKEN"
 
 
 def free_port() -> int:
@@ -52,14 +55,34 @@ class Server:
 
 
 @contextmanager
-def run_server(store: Path, *options: str, log: Path) -> Iterator[Server]:
-    """Start ``voxvec serve`` on a free loopback port; stop it (SIGINT) afterwards."""
+def run_server(
+    store: Path,
+    *options: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    max_file_bytes: int | None = None,
+) -> Iterator[Server]:
+    """Start ``voxvec serve`` on a free loopback port; stop it (SIGINT) afterwards.
+
+    ``env`` is added to the server's environment; ``max_file_bytes`` sets its file-size limit
+    (RLIMIT_FSIZE): writes past it fail as on a full disk."""
     port = free_port()
     token = options[options.index("--token") + 1] if "--token" in options else None
     argv = [sys.executable, "-m", "voxvec", "serve", "--store", str(store), "--port", str(port),
             "--device", "cpu", *options]  # fmt: skip
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        limit = (max_file_bytes, max_file_bytes)
+        inherited = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # only as given
+        process = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**inherited, **(env or {})},
+            preexec_fn=None
+            if max_file_bytes is None
+            else lambda: resource.setrlimit(resource.RLIMIT_FSIZE, limit),
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from voxvec.apps.identity import ModelIdentity
 from voxvec.apps.store import SpeakerStore
@@ -69,14 +70,14 @@ def test_settings_refuse_bad_limits() -> None:
 def strict_server(shared_data: Path, start_server, tmp_path_factory) -> Iterator[object]:
     """A server with its token from the environment, a 1 s time limit and an empty store."""
     folder = tmp_path_factory.mktemp("strict")
-    os.environ[TOKEN_ENV] = "from-the-environment"
-    try:
-        with start_server(
-            folder / "store", "--request-timeout-s", "1", log=folder / "server.log"
-        ) as running:
-            yield running
-    finally:
-        del os.environ[TOKEN_ENV]
+    with start_server(
+        folder / "store",
+        "--request-timeout-s",
+        "1",
+        log=folder / "server.log",
+        env={TOKEN_ENV: "from-the-environment"},
+    ) as running:
+        yield running
 
 
 def test_the_token_can_come_from_the_environment(strict_server) -> None:
@@ -109,3 +110,22 @@ def test_an_upload_slower_than_the_time_limit_is_408(strict_server) -> None:
         "the request took over 1 s to arrive (--request-timeout-s); send it faster or smaller"
     )
     assert time.monotonic() - started < 10
+
+
+def test_a_full_disk_is_503_not_the_clients_fault(
+    shared_data: Path, start_server, speech, tmp_path: Path
+) -> None:
+    from voxvec.audio import load
+
+    wav = np.concatenate([load(p, 16000) for p in speech["alice"][:4]])
+    upload = tmp_path / "alice.wav"
+    sf.write(upload, wav, 16000)  # about 330 KB: held in memory by the form parser
+    with start_server(tmp_path / "store", log=tmp_path / "log", max_file_bytes=200_000) as running:
+        with running.client() as client:
+            response = client.post("/embed", files=running.files("files", upload))
+            assert response.status_code == 503
+            assert response.json()["detail"] == (
+                "the server cannot store the upload now (File too large); retry later"
+            )
+            small = client.post("/embed", files=running.files("files", speech["alice"][0]))
+            assert small.status_code == 200  # and it carries on

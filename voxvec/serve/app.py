@@ -308,7 +308,8 @@ class _Request:
         """Save the files of form field ``field``.
 
         Raises:
-            HTTPException: 422 no file or too many; 413 audio over the duration limit.
+            HTTPException: 422 no file or too many; 413 audio over the duration limit; 503 the
+                server's disk refused the file.
         """
         limit = self.settings.max_files
         if not files:
@@ -319,8 +320,14 @@ class _Request:
         for k, upload in enumerate(files):
             suffix = Path(upload.filename or "").suffix.lower()
             path = self.folder / f"{field}-{k}{suffix if _SAFE_SUFFIX.fullmatch(suffix) else ''}"
-            with path.open("xb") as f:
-                shutil.copyfileobj(upload.file, f)
+            try:
+                with path.open("xb") as f:
+                    shutil.copyfileobj(upload.file, f)
+            except OSError as err:  # the server's disk, not the client's input
+                logger.error("cannot save an upload to %s: %s", path, err)
+                raise HTTPException(
+                    503, f"the server cannot store the upload now ({err.strerror}); retry later"
+                ) from None
             name = os.path.basename(upload.filename or "").strip() or f"{field}[{k}]"
             self.saved[path] = name
             out.paths.append(path)
