@@ -218,6 +218,21 @@ def test_audio_over_the_duration_limit_is_413(api, server, speech, tmp_path) -> 
     )
 
 
+def test_a_header_without_a_length_is_422(api, server, speech, tmp_path) -> None:
+    from voxvec.audio import load
+
+    wav = load(speech["alice"][0], 16000)
+    path = tmp_path / "streamed.flac"
+    sf.write(path, wav, 16000)
+    data = bytearray(path.read_bytes())
+    data[21] &= 0xF0  # STREAMINFO's 36-bit total sample count: 0, "unknown" (streamed FLAC)
+    data[22:26] = bytes(4)
+    path.write_bytes(bytes(data))
+    response = api.post("/embed", files=server.files("files", path))
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("'streamed.flac': its header gives no length")
+
+
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
     [

@@ -284,6 +284,7 @@ async def _send_error(send: Send, status: int, detail: str) -> None:
 # --------------------------------------------------------------------------- uploads
 
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+_UNKNOWN_FRAMES = 2**62  # libsndfile reports an unknown length as the largest count
 
 
 @dataclass(frozen=True)
@@ -336,20 +337,41 @@ class _Request:
         return out
 
     def _duration(self, path: Path, name: str) -> float:
-        """The file's duration from its header (0 when no header is readable: the decoder then
-        says what is wrong); 413 when it is over the limit."""
+        """The file's duration in seconds; 413 when it is over the limit.
+
+        Frames are counted (decoded, not kept) up to the limit, so a header that understates
+        the length cannot bring in hours of audio; 0 when the file does not open (the decoder
+        then says what is wrong).
+
+        Raises:
+            HTTPException: 413 longer than the limit; 422 a header that gives no length.
+        """
+        limit_s = self.settings.max_audio_s
+        too_long = f"this server takes at most {limit_s:g} s per file (--max-audio-s)"
         try:
-            info = sf.info(str(path))
+            f = sf.SoundFile(str(path))
         except (sf.SoundFileError, RuntimeError, OSError):
             return 0.0
-        duration = info.frames / info.samplerate if info.samplerate > 0 else 0.0
-        if duration > self.settings.max_audio_s:
-            raise HTTPException(
-                413,
-                f"{name!r} is {duration:.1f} s long; this server takes at most "
-                f"{self.settings.max_audio_s:g} s per file (--max-audio-s)",
-            )
-        return duration
+        with f:
+            rate, header_frames = f.samplerate, f.frames
+            cap = int(limit_s * rate) + 1
+            if header_frames >= _UNKNOWN_FRAMES:
+                raise HTTPException(
+                    422,
+                    f"{name!r}: its header gives no length (a streamed recording?); re-encode "
+                    f"it, e.g. `ffmpeg -i '{name}' -ac 1 -ar 16000 fixed.wav`",
+                )
+            if header_frames >= cap:
+                raise HTTPException(
+                    413, f"{name!r} is {header_frames / rate:.1f} s long; {too_long}"
+                )
+            try:
+                counted = sum(len(block) for block in f.blocks(blocksize=1 << 16, frames=cap))
+            except (sf.SoundFileError, RuntimeError):
+                return 0.0
+        if counted >= cap:
+            raise HTTPException(413, f"{name!r} is over {limit_s:g} s long; {too_long}")
+        return counted / rate
 
     def client_text(self, text: str) -> str:
         """``text`` with each saved file's path replaced by its client-side name (and no
