@@ -96,3 +96,39 @@ def test_a_float32_only_model_reports_float32(model: SpeakerEncoder) -> None:
     assert isinstance(small, CAMPPlus)
     assert resolve_precision("bfloat16", cpu, small) == "float32"
     assert resolve_precision("bfloat16", cpu, model) == "bfloat16"
+
+
+def test_default_num_threads_follows_omp_then_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from voxvec.runtime import MAX_DEFAULT_THREADS, default_num_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_num_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS must be a positive integer"):
+        default_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert default_num_threads() == MAX_DEFAULT_THREADS  # idle: capped
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert default_num_threads() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.4, 0.0, 0.0))
+    assert default_num_threads() == 1  # one of two cores busy
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
+    assert default_num_threads() == 1  # never below one
+
+
+def test_set_num_threads() -> None:
+    from voxvec.runtime import set_num_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert set_num_threads(1) == 1 and torch.get_num_threads() == 1
+        assert set_num_threads("auto") == torch.get_num_threads() >= 1
+        for bad in (0, -2, 1.5, True, "many"):
+            with pytest.raises(ValueError, match="num_threads must be 'auto' or a positive"):
+                set_num_threads(bad)  # type: ignore[arg-type]
+    finally:
+        torch.set_num_threads(before)

@@ -31,6 +31,61 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 AUTO = "auto"
 
+MAX_DEFAULT_THREADS = 4
+"""The most torch threads :func:`default_num_threads` picks: more rarely speeds up one model's
+forward pass, and on a shared machine every extra thread waits for a busy core."""
+
+
+def default_num_threads() -> int:
+    """The torch threads voxvec's CLI uses unless told otherwise (``--threads auto``).
+
+    ``OMP_NUM_THREADS`` when it is set (the usual way to pin a job's threads), else the CPU cores
+    this process may run on less those already busy (the 1-minute load average, rounded), at
+    least 1 and at most :data:`MAX_DEFAULT_THREADS`. On a 2-core machine that another job keeps
+    busy, torch's own default (a thread per core) made one file's embedding about 20x slower
+    than one thread; on an idle machine both cores embed a batch about 1.5x faster than one
+    (BENCHMARKS.md).
+
+    Raises:
+        ValueError: ``OMP_NUM_THREADS`` is set but not a positive integer.
+    """
+    import os
+
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"OMP_NUM_THREADS must be a positive integer, got {text!r}")
+        return int(text)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except (AttributeError, OSError):  # no load average on this platform
+        busy = 0
+    return max(1, min(cores - busy, MAX_DEFAULT_THREADS))
+
+
+def set_num_threads(num_threads: int | str) -> int:
+    """Set the torch threads of this process (one forward pass's parallelism) and return them.
+
+    Torch's threads are a setting of the whole process: every model in it runs with them.
+
+    Args:
+        num_threads: threads, >= 1; ``"auto"`` for :func:`default_num_threads`.
+
+    Raises:
+        ValueError: ``num_threads`` is neither ``"auto"`` nor a positive integer.
+    """
+    import torch
+
+    n = default_num_threads() if num_threads == AUTO else num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_threads must be 'auto' or a positive integer, got {num_threads!r}")
+    torch.set_num_threads(n)
+    return n
+
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The device to run on.

@@ -216,3 +216,22 @@ def test_off_keeps_everything() -> None:
     assert speech_segments(wav, 16000, "off") == [(0, 1600)]
     assert trim_silence(wav, 16000, "off").shape == (1600,)
     assert speech_segments(np.zeros(0, np.float32), 16000, "off") == []
+
+
+def test_resolve_method_says_what_runs_and_checks_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert vad.resolve_method("off") == "off" and vad.resolve_method("energy") == "energy"
+    installed = importlib.util.find_spec("silero_vad") is not None
+    assert vad.resolve_method("auto") == ("silero" if installed else "energy")
+    with pytest.raises(ValueError, match="unknown VAD method 'webrtc'"):
+        vad.resolve_method("webrtc")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "silero_vad" else real_find_spec(name, *a),
+    )
+    assert vad.resolve_method("auto") == "energy"
+    with pytest.raises(ImportError, match=r"pip install 'voxvec\[vad\]'"):
+        vad.resolve_method("silero")

@@ -188,3 +188,122 @@ def test_eval_reports_cllr_of_a_calibration_of_this_model(
     theirs = fit_calibration(scores, labels, model=ModelIdentity("x", "0" * 64, 32, 16000))
     assert main([*base, "--calibration", str(theirs.save(tmp_path / "x.json"))]) == 2
     assert "made with model 'x'" in capsys.readouterr().err
+
+
+def test_eval_writes_scores_and_a_bundle_with_its_thresholds(
+    bundle: Path, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    import numpy as np
+
+    import voxvec
+    from voxvec.eval.verify import path_key
+
+    scores_path, model_path = tmp_path / "scores.csv", tmp_path / "tuned.safetensors"
+    base = ["eval", "--model", str(bundle), "--manifest", str(manifest), "--n-bootstrap", "0"]
+    args = [*base, "--n-trials", "30", "--target-ratio", "0.3", "--json", str(tmp_path / "r.json")]
+    args += ["--write-scores", str(scores_path), "--write-thresholds", str(model_path)]
+    args += ["--cohort", str(tmp_path / "cohort.csv"), "--top-k", "2"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    with scores_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == report["n_trials"] == 30
+    assert list(rows[0]) == ["path1", "path2", "score", "as_norm", "label"]
+    assert sum(int(r["label"]) for r in rows) == report["n_target"]
+    # The scores are those the metrics were computed on: the EER threshold is one of them.
+    assert report["raw"]["eer_threshold"] == pytest.approx(
+        min(
+            (float(r["score"]) for r in rows), key=lambda s: abs(s - report["raw"]["eer_threshold"])
+        ),
+        abs=1e-6,
+    )
+    # ... and they are the cosines of the files' embeddings.
+    embedder = voxvec.load(bundle, "cpu")
+    emb = embedder.embed([rows[0]["path1"], rows[0]["path2"]])
+    assert float(rows[0]["score"]) == pytest.approx(float(emb[0] @ emb[1]), abs=1e-5)
+    assert path_key(rows[0]["path1"]) == rows[0]["path1"]  # normalised, absolute here
+
+    tuned = voxvec.load(model_path, "cpu")
+    assert tuned.card["thresholds"] == {
+        "eer": round(report["raw"]["eer_threshold"], 4),
+        "far1": round(report["raw"]["far_threshold"], 4),
+    }
+    assert "voxvec eval on" in tuned.card["thresholds_from"]
+    np.testing.assert_allclose(tuned.embed(rows[0]["path1"]), embedder.embed(rows[0]["path1"]))
+    score, same = tuned.verify(rows[0]["path1"], rows[0]["path2"])
+    assert same == (score >= tuned.card["thresholds"]["eer"])
+    assert "written to" in capsys.readouterr().out
+
+
+def test_eval_summarises_failures_by_reason_with_the_option(
+    bundle: Path,
+    manifest: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    items = read_manifest(manifest)
+    short = []
+    for k in range(3):  # 0.3 s of noise per speaker: under min_speech_s
+        path = tmp_path / f"short{k}.wav"
+        sf.write(path, np.random.default_rng(k).normal(0, 0.1, 4800).astype(np.float32), 16000)
+        short.append(ManifestItem(path, items[3 * k].speaker))
+    write_manifest(items + short, tmp_path / "with-short.csv")
+    args = ["eval", "--model", str(bundle), "--manifest", str(tmp_path / "with-short.csv")]
+    args += ["--n-bootstrap", "0", "--json", str(tmp_path / "r.json"), "--device", "cpu"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["failure_reasons"] == {"too little speech (under min_speech_s)": 3}
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # one line, not one per file
+    assert "3 file(s) failed: 3 too little speech" in warnings[0].getMessage()
+    captured = capsys.readouterr()
+    assert "3 failed (3 too little speech (under min_speech_s))" in captured.out
+    assert "--min-speech-s 0.5" in captured.err and "0 embeds them all" in captured.err
+    assert main([*args, "--min-speech-s", "0"]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["n_failed_files"] == 0
+
+
+def test_eval_report_says_what_ran(
+    manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["eval", "--manifest", str(manifest), "--n-trials", "10", "--n-bootstrap", "0"]
+    args += ["--json", str(tmp_path / "r.json"), "--vad", "auto", "--threads", "1"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["model"] == "voxvec-default"  # the default model, named
+    assert report["precision"] in ("float32 (auto)", "bfloat16 (auto)")
+    silero = importlib.util.find_spec("silero_vad") is not None
+    assert report["vad"] == ("silero (auto)" if silero else "energy (auto)")
+    assert report["threads"] == "1" and torch.get_num_threads() == 1
+
+
+def test_missing_extras_fail_before_any_work(
+    bundle: Path, manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import voxvec
+    import voxvec.audio.vad as vad
+    import voxvec.eval.plots as plots
+
+    real = importlib.util.find_spec
+    hidden = {"umap", "silero_vad"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in hidden else real(name, *a)
+    )
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(voxvec, "load", no_load)
+    assert plots.importlib.util is importlib.util and vad.importlib.util is importlib.util
+    base = ["eval", "--model", str(bundle), "--manifest", str(manifest)]
+    assert main([*base, "--plot", str(tmp_path / "p.png")]) == 2
+    assert "umap-learn is needed" in capsys.readouterr().err
+    assert main([*base, "--vad", "silero"]) == 2
+    assert "pip install 'voxvec[vad]'" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()

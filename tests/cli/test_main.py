@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -273,3 +274,20 @@ def test_a_full_disk_names_the_output(
     assert result.returncode == 2, result.stderr
     assert f"voxvec embed: error: [Errno 27] cannot write {out}: File too large" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+COMPUTING = ("embed", "similarity", "verify", "calibrate", "enroll", "identify", "eval", "diarize")
+
+
+@pytest.mark.parametrize("command", [*COMPUTING, "export"])
+def test_every_computing_command_takes_threads(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = {s for action in sub.choices[command]._actions for s in action.option_strings}
+    assert "--threads" in options
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "expected auto or a positive integer, got '0'" in capsys.readouterr().err

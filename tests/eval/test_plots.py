@@ -73,3 +73,27 @@ def test_bad_arguments() -> None:
         project_2d(np.ones((2, 3)), method="tsne")
     with pytest.raises(ValueError, match="speaker ids"):
         projection_figure(np.ones((5, 3)), ["a"], method="tsne")
+
+
+def test_check_plot_dependencies_fails_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from voxvec.eval.plots import check_plot_dependencies
+
+    with pytest.raises(ValueError, match="unknown projection method 'pca'"):
+        check_plot_dependencies("pca")
+    real = importlib.util.find_spec
+    for method, module, package in (
+        ("umap", "umap", "umap-learn"),
+        ("tsne", "sklearn", "scikit-learn"),
+        ("tsne", "matplotlib", "matplotlib"),
+    ):
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *a, m=module: None if name == m else real(name, *a),
+        )
+        with pytest.raises(ImportError, match=rf"{package} is needed .*voxvec\[plot\]"):
+            check_plot_dependencies(method)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    check_plot_dependencies("umap")

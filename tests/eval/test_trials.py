@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -157,3 +158,41 @@ def test_asking_too_many_takes_all_with_warning(caplog: pytest.LogCaptureFixture
 def test_generate_errors(sizes: dict[str, int], kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         generate_trials(manifest(sizes), **kwargs)
+
+
+def test_scores_and_pairs_round_trip_any_file_name(tmp_path: Path) -> None:
+    import csv
+
+    from voxvec.eval.trials import read_pairs, write_scores
+
+    names = ["a, b.wav", 'say "hi".flac', "x/../plain.wav"]
+    pairs = [(tmp_path / names[0], tmp_path / names[1]), (tmp_path / names[1], tmp_path / names[2])]
+    out = tmp_path / "deep" / "scores.csv"
+    write_scores(out, pairs, {"score": np.array([0.5, -0.25])}, labels=[1, 0])
+    with out.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["path1", "path2", "score", "label"]
+    assert rows[1][2:] == ["0.500000", "1"] and rows[2][2:] == ["-0.250000", "0"]
+    assert rows[2][1] == str(tmp_path / "plain.wav")  # normalised
+    # A score file is a pair list; relative paths are relative to its folder.
+    assert read_pairs(out) == [(p1, Path(os.path.normpath(p2))) for p1, p2 in pairs]
+    (tmp_path / "rel.csv").write_text("path1,path2,note\nx.wav,sub/y.wav,z\n")
+    assert read_pairs(tmp_path / "rel.csv") == [(tmp_path / "x.wav", tmp_path / "sub/y.wav")]
+
+
+def test_pair_and_score_errors(tmp_path: Path) -> None:
+    from voxvec.eval.trials import read_pairs, write_scores
+
+    with pytest.raises(FileNotFoundError, match="pair list not found"):
+        read_pairs(tmp_path / "none.csv")
+    (tmp_path / "bad.csv").write_text("a,b\nx.wav,y.wav\n")
+    with pytest.raises(ValueError, match="columns path1,path2"):
+        read_pairs(tmp_path / "bad.csv")
+    (tmp_path / "empty.csv").write_text("path1,path2\nx.wav,\n")
+    with pytest.raises(ValueError, match="line 2: empty path1 or path2"):
+        read_pairs(tmp_path / "empty.csv")
+    (tmp_path / "none.csv").write_text("path1,path2\n")
+    with pytest.raises(ValueError, match="no pairs"):
+        read_pairs(tmp_path / "none.csv")
+    with pytest.raises(ValueError, match="1 values in column 'score' for 2 pairs"):
+        write_scores(tmp_path / "s.csv", [("a", "b"), ("c", "d")], {"score": np.zeros(1)})

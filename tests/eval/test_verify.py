@@ -245,3 +245,49 @@ def test_report_has_min_cllr_and_cllr_of_a_calibration() -> None:
     assert document["raw"]["cllr"] == calibrated.raw.cllr
     rows = {line[:24].strip(): line[24:].split() for line in calibrated.format_table().splitlines()}
     assert rows["Cllr (bits)"] == [f"{calibrated.raw.cllr:.4f}"]
+
+
+def test_failures_are_counted_by_the_reasons_the_embedder_gives(tmp_path: Path) -> None:
+    import soundfile as sf
+    import torch
+
+    from voxvec.eval.verify import NO_SPEECH, TOO_LITTLE_SPEECH, describe_failures, failure_reasons
+    from voxvec.inference import Embedder
+    from voxvec.models import create_model
+
+    torch.manual_seed(0)
+    embedder = Embedder(create_model("ecapa", channels=32, se_channels=8, mfa_channels=48))
+    rng = np.random.default_rng(0)
+    files = []
+    for k in range(2):
+        files.append(tmp_path / f"short{k}.wav")
+        sf.write(files[-1], rng.normal(0, 0.1, 4000).astype(np.float32), 16000)
+    files.append(tmp_path / "silence.wav")
+    sf.write(files[-1], np.zeros(32000, np.float32), 16000)
+    files += [tmp_path / "gone1.wav", tmp_path / "gone2.wav"]
+    embeddings, failed = embed_files(embedder, files)
+    assert not embeddings and len(failed) == 5
+    reasons = failure_reasons(failed)
+    assert reasons[TOO_LITTLE_SPEECH] == 2 and reasons[NO_SPEECH] == 1
+    (missing,) = set(reasons) - {TOO_LITTLE_SPEECH, NO_SPEECH}
+    assert reasons[missing] == 2 and "not found" in missing and "gone" not in missing
+    assert list(reasons.values()) == sorted(reasons.values(), reverse=True)
+    assert describe_failures(failed).startswith(f"5 file(s) failed: 2 {TOO_LITTLE_SPEECH}; 2 ")
+    assert describe_failures({}) == ""
+
+
+def test_score_pairs_matches_score_trials() -> None:
+    from voxvec.eval.verify import score_pairs
+
+    rng = np.random.default_rng(0)
+    table = {f"/x/{k}.wav": unit(rng.normal(size=8)) for k in range(3)}
+    trials = [
+        Trial(1, Path("/x/0.wav"), Path("/x/1.wav")),
+        Trial(0, Path("/x/2.wav"), Path("/x/0.wav")),
+    ]
+    scores = score_pairs(table, [("/x/0.wav", "/x/1.wav"), ("/x/2.wav", "/x/../x/0.wav")])
+    np.testing.assert_allclose(scores, score_trials(table, trials))
+    np.testing.assert_allclose(scores[0], table["/x/0.wav"] @ table["/x/1.wav"])
+    with pytest.raises(KeyError, match="no embedding for file /x/3.wav"):
+        score_pairs(table, [("/x/3.wav", "/x/0.wav")])
+    assert score_pairs(table, []).shape == (0,)

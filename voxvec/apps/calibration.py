@@ -38,8 +38,15 @@ from voxvec.apps.identity import ModelIdentity
 from voxvec.atomic import atomic_open
 from voxvec.data.manifest import ManifestItem
 from voxvec.eval import metrics
+from voxvec.eval.metrics import far_name
 from voxvec.eval.trials import generate_trials
-from voxvec.eval.verify import embed_files, path_key, score_trials, trial_speakers
+from voxvec.eval.verify import (
+    describe_failures,
+    embed_files,
+    path_key,
+    score_trials,
+    trial_speakers,
+)
 
 if TYPE_CHECKING:
     from voxvec.inference import Embedder
@@ -71,11 +78,6 @@ class OperatingPoint:
     llr: float
     far: float
     frr: float
-
-
-def far_name(far: float) -> str:
-    """The operating-point name of a false-accept rate: ``far1`` for 0.01, ``far0.1`` for 0.001."""
-    return f"far{far * 100:g}"
 
 
 @dataclass(frozen=True)
@@ -399,8 +401,8 @@ def calibrate_manifest(
     ]
     if failures:
         logger.warning(
-            "%d file(s) failed; dropped %d of %d trials",
-            len(failures),
+            "%s; dropped %d of %d trials",
+            describe_failures(failures),
             len(trials) - len(kept),
             len(trials),
         )

@@ -54,14 +54,26 @@ _NOISE_PERCENTILE = 10.0
 _POWER_EPS = 1e-10  # -100 dBFS: the level reported for digital silence
 
 _SILERO_RATES = (8000, 16000)
+_SILERO_MISSING = "VAD method 'silero' needs the silero-vad package: pip install 'voxvec[vad]'"
 _SILERO_THRESHOLD = 0.5
 
 
-def _resolve(method: str) -> str:
+def resolve_method(method: str) -> str:
+    """The detector ``method`` runs: ``"off"``, ``"silero"`` or ``"energy"`` (``"auto"`` resolved).
+
+    Cheap (nothing is imported), so callers can check an option before any work.
+
+    Raises:
+        ValueError: unknown ``method``.
+        ImportError: ``method="silero"`` without the ``vad`` extra.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown VAD method {method!r}; valid: {', '.join(METHODS)}")
+    installed = importlib.util.find_spec("silero_vad") is not None
     if method == "auto":
-        return "silero" if importlib.util.find_spec("silero_vad") is not None else "energy"
+        return "silero" if installed else "energy"
+    if method == "silero" and not installed:
+        raise ImportError(_SILERO_MISSING)
     return method
 
 
@@ -86,7 +98,7 @@ def speech_segments(
         ImportError: ``method="silero"`` without the ``vad`` extra.
     """
     sample_rate = check_rate(sample_rate, "sample_rate")
-    resolved = _resolve(method)
+    resolved = resolve_method(method)
     wav = np.asarray(wav)
     if wav.ndim != 1:
         raise ValueError(f"expected a mono waveform of shape (T,), got shape {wav.shape}")
@@ -253,9 +265,7 @@ def _silero() -> tuple[Any, Any, threading.Lock]:
     try:
         from silero_vad import get_speech_timestamps, load_silero_vad
     except ImportError as e:
-        raise ImportError(
-            "VAD method 'silero' needs the silero-vad package: pip install 'voxvec[vad]'"
-        ) from e
+        raise ImportError(_SILERO_MISSING) from e
     finally:
         # silero_vad calls torch.set_num_threads(1) when imported; undo that for the caller.
         torch.set_num_threads(n_threads)

@@ -35,6 +35,12 @@ if TYPE_CHECKING:
     from voxvec.apps.store import SpeakerStore
     from voxvec.inference import Embedder
 
+from voxvec.cli.model_options import (
+    add_threads_argument,
+    apply_threads,
+    describe_choices,
+    model_choices,
+)
 from voxvec.cli.verify import add_decision_arguments
 
 HELP = "who spoke when: speaker turns of recordings as RTTM, JSON and a timeline"
@@ -60,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... or auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="model arithmetic")
+    add_threads_argument(parser)
     parser.add_argument(
         "--vad",
         choices=[m for m in VAD_METHODS if m != "off"],
@@ -109,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         default_segmentation_path,
         load_segmentation,
     )
+    from voxvec.audio.vad import resolve_method
 
     if args.num_speakers is not None and (
         args.min_speakers is not None or args.max_speakers is not None
@@ -117,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     SpeakerCount.of(args.num_speakers, args.min_speakers, args.max_speakers)  # fail early
     config = DiarizeConfig(window_s=args.window_s, hop_s=args.hop_s)
     segmentation = args.segmentation or default_segmentation_path()
+    if segmentation is None:
+        resolve_method(args.vad)  # a missing extra fails before any work
     activity = (
         SegmentationActivity(load_segmentation(segmentation))
         if segmentation is not None
@@ -127,8 +137,14 @@ def run(args: argparse.Namespace) -> int:
         from voxvec.apps.store import SpeakerStore
 
         store = SpeakerStore.open(args.store)
-    model = args.model if args.model is not None or store is None else store.model.name
-    embedder = voxvec.load(model, args.device, precision=args.precision)
+    if args.model is None and store is not None:
+        args.model = store.model.name
+    apply_threads(args)
+    embedder = voxvec.load(args.model, args.device, precision=args.precision)
+    choices = model_choices(embedder, args)
+    if segmentation is not None:
+        choices["vad"] = f"segmentation {segmentation}"
+    logger.info("%s", describe_choices(choices))
     diarizer = Diarizer(embedder, config, activity=activity, namer=_namer(args, store, embedder))
     failed = 0
     for path in args.files:

@@ -12,11 +12,19 @@ scores: discrimination only) always, and Cllr of the calibrated log-likelihood r
 --calibration (a file from `voxvec calibrate`, fitted on other speakers): the gap between them is
 the cost of miscalibration.
 
+Files that cannot be embedded are counted by reason (too little speech: --min-speech-s; no
+speech; unreadable...) in one line; -v lists each. --write-scores saves every scored trial
+(path1,path2,score[,as_norm],label); --write-thresholds saves the evaluated model as a bundle
+whose card holds this run's eer and far1 thresholds, so `verify` and `identify` can decide with
+it (run it on labelled speakers you will not test on, e.g. a validation split).
+
 examples:
   voxvec eval --model convgru-rf5 --manifest test.csv --n-trials 20000 \\
-      --write-trials trials.txt --json report.json
+      --write-trials trials.txt --json report.json --write-scores scores.csv
   voxvec eval --model run/model.safetensors --manifest vox1_test.csv \\
       --trials veri_test2.txt --trials-root /data/vox1/wav --cohort cohort.csv
+  voxvec eval --model run/model.safetensors --manifest valid.csv --n-trials 40000 \\
+      --write-thresholds run/model-with-thresholds.safetensors
 """
 
 from __future__ import annotations
@@ -25,8 +33,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voxvec.cli.model_options import add_model_arguments, load_embedder
+
+if TYPE_CHECKING:
+    from voxvec.eval.verify import VerificationReport
+    from voxvec.inference import Embedder
 
 HELP = "evaluate verification (EER, minDCF, bootstrap CI) on a path,speaker manifest"
 
@@ -85,6 +98,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument(
+        "--write-scores",
+        metavar="CSV",
+        help="write every scored trial: path1,path2,score[,as_norm],label",
+    )
+    parser.add_argument(
+        "--write-thresholds",
+        metavar="FILE.safetensors",
+        help="save the model as a bundle with this run's eer and far1 thresholds in its card",
+    )
+    parser.add_argument(
         "--calibration",
         metavar="FILE",
         help="calibration of this model (voxvec calibrate): report the Cllr of its llrs",
@@ -113,17 +136,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Read or generate the trials, evaluate, print the table; write JSON, trials, a plot."""
+    """Read or generate the trials, evaluate, print the table; write JSON, trials, scores, a
+    bundle with thresholds, a plot."""
     import numpy as np
 
     from voxvec.apps.calibration import Calibration
     from voxvec.apps.identity import ModelIdentity
     from voxvec.atomic import atomic_open
+    from voxvec.cli.model_options import model_choices
     from voxvec.data.manifest import read_manifest
-    from voxvec.eval.plots import plot_embeddings
-    from voxvec.eval.trials import generate_trials, read_trials, write_trials
+    from voxvec.eval.plots import check_plot_dependencies, plot_embeddings
+    from voxvec.eval.trials import generate_trials, read_trials, write_scores, write_trials
     from voxvec.eval.verify import evaluate, path_key
 
+    if args.plot:
+        check_plot_dependencies(args.plot_method)  # before any work
+    if args.write_thresholds and Path(args.write_thresholds).suffix != ".safetensors":
+        raise ValueError(
+            f"--write-thresholds writes a .safetensors bundle, got {args.write_thresholds}"
+        )
     items = read_manifest(args.manifest)
     if args.trials is not None:
         if args.write_trials:
@@ -154,10 +185,14 @@ def run(args: argparse.Namespace) -> int:
         llr=None if calibration is None else calibration.llr,
     )
     print(report.format_table())
+    hint = _failure_hint(report.failed_files, args.min_speech_s)
+    if hint:
+        print(hint, file=sys.stderr)
+    choices = model_choices(embedder, args)
 
     if args.json:
         document = {
-            "model": args.model,
+            **choices,
             "manifest": str(args.manifest),
             "trials": source,
             "cohort": args.cohort,
@@ -167,6 +202,15 @@ def run(args: argparse.Namespace) -> int:
         with atomic_open(args.json) as f:
             f.write(json.dumps(document, indent=2) + "\n")
         print(f"report written to {args.json}")
+    if args.write_scores:
+        scores = {"score": report.scores}
+        if report.normalized_scores is not None:
+            scores["as_norm"] = report.normalized_scores
+        pairs = [(t.path1, t.path2) for t in report.trials]
+        write_scores(args.write_scores, pairs, scores, [t.label for t in report.trials])
+        print(f"{len(pairs)} trial scores written to {args.write_scores}")
+    if args.write_thresholds:
+        _write_thresholds(embedder, report, args, source, choices)
     if args.plot:
         speaker_of = {path_key(item.path): item.speaker for item in items}
         written = plot_embeddings(
@@ -179,3 +223,47 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"plot written to {written}")
     return 0
+
+
+def _failure_hint(failed_files: dict[str, str], min_speech_s: float) -> str:
+    """The option that would embed files that failed for too little (or no) speech, or ""."""
+    from voxvec.eval.verify import NO_SPEECH, TOO_LITTLE_SPEECH, failure_reasons
+
+    reasons = failure_reasons(failed_files)
+    short = reasons.get(TOO_LITTLE_SPEECH, 0) + reasons.get(NO_SPEECH, 0)
+    if not short:
+        return ""
+    return (
+        f"{short} file(s) failed for too little or no speech at --min-speech-s {min_speech_s:g}: "
+        "a lower value embeds the short ones, 0 embeds them all (-v lists each file)"
+    )
+
+
+def _write_thresholds(
+    embedder: Embedder,
+    report: VerificationReport,
+    args: argparse.Namespace,
+    source: str,
+    choices: dict[str, object],
+) -> None:
+    """Save the evaluated model as a bundle whose card has this run's raw-score thresholds."""
+    from voxvec.cli.model_options import describe_choices
+    from voxvec.weights import save_bundle
+
+    raw = report.raw
+    points = raw.operating_points()
+    settings = describe_choices({k: v for k, v in choices.items() if k != "model"})
+    card = {
+        **embedder.card,
+        "thresholds": {name: round(value, 4) for name, value in points.items()},
+        "thresholds_from": (
+            f"voxvec eval on {args.manifest} ({report.n_speakers} speakers, {source} trials: "
+            f"{report.n_target} target, {report.n_nontarget} non-target; {settings}, "
+            f"min_speech_s {args.min_speech_s:g}): EER {raw.eer * 100:.2f}% at cosine "
+            f"{raw.eer_threshold:.4f}; {raw.far * 100:g}% false accepts at "
+            f"{raw.far_threshold:.4f} (false rejects {raw.frr_at_far * 100:.1f}%)"
+        ),
+    }
+    written = save_bundle(embedder.model, args.write_thresholds, card)
+    shown = ", ".join(f"{name} {value:.4f}" for name, value in card["thresholds"].items())
+    print(f"model with thresholds {shown} written to {written}")

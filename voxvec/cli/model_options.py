@@ -1,23 +1,54 @@
-"""The model options shared by ``voxvec embed``, ``similarity`` and ``eval``, and the Embedder
-they describe.
+"""The model options shared by the commands that embed, and the Embedder they describe.
 
 The choices come from the library's own definitions (precisions from :mod:`voxvec.runtime`, VAD
 methods from :mod:`voxvec.audio.vad`) and keep their spelling there (device ``auto``, VAD
 ``off``); :func:`load_embedder` is the one place that turns the options into an
-:class:`~voxvec.inference.Embedder`.
+:class:`~voxvec.inference.Embedder`, and it logs what the ``auto`` choices resolved to.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from voxvec.inference import Embedder
 
+logger = logging.getLogger(__name__)
+
+
+def threads_value(text: str) -> int | str:
+    """A --threads value: ``auto`` or a positive integer."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a positive integer, got {text!r}")
+    return int(text)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """Attach --threads (every command that computes has it)."""
+    parser.add_argument(
+        "--threads",
+        type=threads_value,
+        default="auto",
+        metavar="N",
+        help="torch CPU threads (default auto: $OMP_NUM_THREADS when set, else the cores not "
+        "already busy by the 1-minute load average, 1 to 4; a busy machine wants 1)",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set the process's torch threads from ``args.threads`` (before any model runs)."""
+    from voxvec.runtime import set_num_threads
+
+    set_num_threads(args.threads)
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Attach the model and Embedder options (--model, --device, --vad, windows, precision)."""
+    """Attach the model and Embedder options (--model, --device, --vad, windows, precision,
+    --threads)."""
     from voxvec.audio.vad import METHODS as VAD_METHODS
     from voxvec.runtime import PRECISIONS
 
@@ -60,13 +91,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="reject inputs with less speech than this (0.5)",
     )
+    add_threads_argument(parser)
 
 
 def load_embedder(args: argparse.Namespace) -> Embedder:
-    """The Embedder the model options in ``args`` describe."""
-    import voxvec
+    """The Embedder the model options in ``args`` describe, after its threads are set.
 
-    return voxvec.load(
+    A missing extra (``--vad silero`` without silero-vad) fails here, before any work; one INFO
+    line says which model runs and what the ``auto`` options chose (:func:`model_choices`).
+    """
+    import voxvec
+    from voxvec.audio.vad import resolve_method
+
+    resolve_method(args.vad)
+    apply_threads(args)
+    embedder = voxvec.load(
         args.model,
         args.device,
         window_s=args.window_s,
@@ -75,3 +114,32 @@ def load_embedder(args: argparse.Namespace) -> Embedder:
         min_speech_s=args.min_speech_s,
         precision=args.precision,
     )
+    logger.info("%s", describe_choices(model_choices(embedder, args)))
+    return embedder
+
+
+def model_choices(embedder: Embedder, args: argparse.Namespace) -> dict[str, Any]:
+    """What runs, for logs and reports: the model's name, device, precision, VAD, threads.
+
+    The ``auto`` options appear as what they resolved to, followed by ``(auto)``.
+    """
+    import torch
+
+    from voxvec.audio.vad import resolve_method
+    from voxvec.weights.pretrained import DEFAULT_MODEL
+
+    def chosen(value: object, option: object) -> str:
+        return f"{value} (auto)" if option == "auto" else str(value)
+
+    return {
+        "model": DEFAULT_MODEL if args.model is None else str(args.model),
+        "device": chosen(embedder.device, args.device),
+        "precision": chosen(embedder.precision, args.precision),
+        "vad": chosen(resolve_method(args.vad), args.vad),
+        "threads": chosen(torch.get_num_threads(), args.threads),
+    }
+
+
+def describe_choices(choices: dict[str, Any]) -> str:
+    """:func:`model_choices` as one log line."""
+    return ", ".join(f"{key} {value}" for key, value in choices.items())

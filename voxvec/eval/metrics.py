@@ -190,6 +190,11 @@ def threshold_at_far(scores: ArrayLike, labels: ArrayLike, far: float) -> float:
     return float(thresholds[int(np.flatnonzero(rates <= far)[0])])
 
 
+def far_name(far: float) -> str:
+    """The operating-point name of a false-accept rate: ``far1`` for 0.01, ``far0.1`` for 0.001."""
+    return f"far{far * 100:g}"
+
+
 def error_rates_at(scores: ArrayLike, labels: ArrayLike, threshold: float) -> tuple[float, float]:
     """``(far, frr)`` when accepting trials with ``score >= threshold``.
 

@@ -6,6 +6,7 @@ or scikit-learn for t-SNE. Everything is imported inside the functions.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,12 +19,29 @@ if TYPE_CHECKING:
 
 METHODS = ("umap", "tsne")
 _NAMES = {"umap": "UMAP", "tsne": "t-SNE"}
+_PACKAGES = {"umap": ("umap", "umap-learn"), "tsne": ("sklearn", "scikit-learn")}
+"""method -> (module, package) of its projection."""
 
 
 def _missing(package: str, err: ImportError) -> ImportError:
     return ImportError(
         f"{package} is needed for embedding plots: pip install 'voxvec[plot]' ({err})"
     )
+
+
+def check_plot_dependencies(method: str = "umap") -> None:
+    """Fail now, not after the embedding, when a plot with ``method`` could not be drawn.
+
+    Raises:
+        ValueError: unknown method.
+        ImportError: matplotlib or the method's package is missing (names the extra).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown projection method {method!r}; valid: {', '.join(METHODS)}")
+    needed = {"matplotlib": "matplotlib", _PACKAGES[method][0]: _PACKAGES[method][1]}
+    for module, package in needed.items():
+        if importlib.util.find_spec(module) is None:
+            raise _missing(package, ImportError(f"no module named {module!r}"))
 
 
 def project_2d(embeddings: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:

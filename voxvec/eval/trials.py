@@ -1,18 +1,25 @@
-"""Verification trial lists: read, write and generate them.
+"""Verification trial lists: read, write and generate them; pair lists and score files.
 
-The file format is VoxCeleb's (``veri_test2.txt``): one trial a line, ``label path1 path2``
+The trial format is VoxCeleb's (``veri_test2.txt``): one trial a line, ``label path1 path2``
 separated by whitespace, label 1 when both files are of the same speaker and 0 otherwise. Blank
 lines and lines starting with ``#`` are skipped. Relative paths are relative to a root folder
 (by default the trial file's own folder), as in manifests.
+
+Pairs to score without labels, and scores, are CSV files with a header (any file name works,
+commas and quotes included): a pair list has the columns ``path1,path2`` (others are ignored,
+so a score file is also a pair list); a score file adds a column per score (``score``, the
+cosine; ``as_norm`` with a cohort) and ``label`` for trials.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -99,6 +106,79 @@ def write_trials(
     with atomic_open(path) as f:
         for trial in trials:
             f.write(f"{trial.label} {text(trial.path1)} {text(trial.path2)}\n")
+
+
+def read_pairs(path: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
+    """Read a ``path1,path2`` CSV of file pairs (other columns ignored).
+
+    Relative paths are relative to the CSV's folder.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: no ``path1`` and ``path2`` columns, an empty field (named by its line), or
+            no pair.
+    """
+    csv_path = Path(path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"pair list not found: {csv_path}")
+    pairs: list[tuple[Path, Path]] = []
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not {"path1", "path2"} <= set(reader.fieldnames or ()):
+            raise ValueError(
+                f"{csv_path}: expected a header with the columns path1,path2, got "
+                f"{reader.fieldnames}"
+            )
+        for row in reader:
+            if not row["path1"] or not row["path2"]:
+                raise ValueError(f"{csv_path}, line {reader.line_num}: empty path1 or path2")
+            pairs.append((csv_path.parent / row["path1"], csv_path.parent / row["path2"]))
+    if not pairs:
+        raise ValueError(f"{csv_path}: no pairs")
+    return pairs
+
+
+def write_scores(
+    out: str | os.PathLike[str] | TextIO,
+    pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+    scores: dict[str, np.ndarray],
+    labels: Sequence[int] | None = None,
+) -> None:
+    """Write one CSV line per pair: ``path1,path2``, each score column, ``label``.
+
+    Args:
+        out: the file to write (atomically; its folder is created if needed), or an open text
+            stream (``sys.stdout``).
+        pairs: the two files of each line (written normalised: ``a/../b`` as ``b``).
+        scores: column name -> ``(len(pairs),)`` scores (written with 6 decimals).
+        labels: 1 same speaker, 0 different, per pair; None leaves the column out.
+
+    Raises:
+        ValueError: a score column or ``labels`` does not have one value per pair.
+    """
+    columns = {**scores, **({} if labels is None else {"label": labels})}
+    for name, column in columns.items():
+        if len(column) != len(pairs):
+            raise ValueError(f"{len(column)} values in column {name!r} for {len(pairs)} pairs")
+    if not isinstance(out, (str, os.PathLike)):
+        _write_score_rows(out, pairs, scores, labels)
+        return
+    with atomic_open(out) as f:
+        _write_score_rows(f, pairs, scores, labels)
+
+
+def _write_score_rows(
+    f: TextIO,
+    pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+    scores: dict[str, np.ndarray],
+    labels: Sequence[int] | None,
+) -> None:
+    writer = csv.writer(f)
+    writer.writerow(["path1", "path2", *scores, *([] if labels is None else ["label"])])
+    for k, (path1, path2) in enumerate(pairs):
+        row = [os.path.normpath(path1), os.path.normpath(path2)]
+        row += [f"{float(column[k]):.6f}" for column in scores.values()]
+        writer.writerow(row + ([] if labels is None else [int(labels[k])]))
 
 
 def _triangle(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -51,41 +51,107 @@ def embed_files(
     Returns:
         ``(embeddings, failures)``: :func:`path_key` -> ``(D,)`` embedding, and
         :func:`path_key` -> error message for the files that could not be embedded (missing,
-        unreadable, too short).
+        unreadable, too short); each is logged at DEBUG level only (summarise them with
+        :func:`failure_reasons`).
     """
     keys = list(dict.fromkeys(path_key(p) for p in paths))
-    done = embed_many(embedder, keys, batch_size=batch_size, progress=progress)
+    done = embed_many(
+        embedder,
+        keys,
+        batch_size=batch_size,
+        progress=progress,
+        on_failure=lambda failure: logger.debug("%s (skipped)", failure.message),
+    )
     embeddings = {keys[i]: vector for i, vector in zip(done.indices, done.embeddings, strict=True)}
     return embeddings, {failure.source: failure.reason for failure in done.failures}
 
 
-def score_trials(embeddings: Mapping[Any, np.ndarray], trials: Sequence[Trial]) -> np.ndarray:
-    """Cosine similarity of each trial's two embeddings.
+TOO_LITTLE_SPEECH = "too little speech (under min_speech_s)"
+NO_SPEECH = "no speech (silence, a tone or steady noise)"
+FAILURE_KINDS: tuple[tuple[str, str], ...] = (
+    ("is below min_speech_s", TOO_LITTLE_SPEECH),
+    ("no speech:", NO_SPEECH),
+    ("shorter than the model's minimum input", "shorter than the model's minimum input"),
+)
+"""``(marker, reason)``: a failure whose message holds the marker has that reason (the
+:class:`~voxvec.inference.Embedder` words its errors so)."""
+
+
+def failure_reason(source: str, message: str) -> str:
+    """Why a file failed, in words shared by every file that failed for that reason.
+
+    Args:
+        source: the file (its :func:`path_key`).
+        message: its error message.
+
+    Returns:
+        One of the reasons of :data:`FAILURE_KINDS`, else the message without the file's name
+        (so that a reason such as "audio file not found" counts every file it applies to).
+    """
+    for marker, reason in FAILURE_KINDS:
+        if marker in message:
+            return reason
+    for spelling in (f"{source}: ", f": '{source}'", f" '{source}'", source):
+        message = message.replace(spelling, "")
+    return message
+
+
+def failure_reasons(failed_files: Mapping[str, str]) -> dict[str, int]:
+    """How many files failed for each reason (:func:`failure_reason`), most frequent first."""
+    counts: dict[str, int] = {}
+    for source, message in failed_files.items():
+        reason = failure_reason(source, message)
+        counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def describe_failures(failed_files: Mapping[str, str]) -> str:
+    """``"N file(s) failed: n1 reason1; n2 reason2"`` (empty when none failed)."""
+    if not failed_files:
+        return ""
+    reasons = "; ".join(f"{n} {reason}" for reason, n in failure_reasons(failed_files).items())
+    return f"{len(failed_files)} file(s) failed: {reasons}"
+
+
+def score_pairs(
+    embeddings: Mapping[Any, np.ndarray],
+    pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+) -> np.ndarray:
+    """Cosine similarity of the two embeddings of each pair of files.
 
     Args:
         embeddings: path -> ``(D,)`` embedding; paths are matched after normalisation
             (:func:`path_key`), so relative and absolute spellings of one file agree.
-        trials: the trials to score.
+        pairs: ``(path1, path2)`` of each pair to score.
 
     Returns:
-        ``(T,)`` float64 scores in [-1, 1].
+        ``(P,)`` float64 scores in [-1, 1].
 
     Raises:
-        KeyError: a trial's file has no embedding (the message names it).
+        KeyError: a file has no embedding (the message names it).
     """
-    if not trials:
+    if not pairs:
         return np.zeros(0)
     keys = {path_key(p): i for i, p in enumerate(embeddings)}
     matrix = np.stack([np.asarray(e, dtype=np.float64) for e in embeddings.values()])
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-    index = np.empty((len(trials), 2), dtype=np.int64)
-    for t, trial in enumerate(trials):
-        for side, path in enumerate((trial.path1, trial.path2)):
+    index = np.empty((len(pairs), 2), dtype=np.int64)
+    for t, pair in enumerate(pairs):
+        for side, path in enumerate(pair):
             try:
                 index[t, side] = keys[path_key(path)]
             except KeyError:
-                raise KeyError(f"no embedding for trial file {path}") from None
+                raise KeyError(f"no embedding for file {path}") from None
     return np.einsum("td,td->t", matrix[index[:, 0]], matrix[index[:, 1]])
+
+
+def score_trials(embeddings: Mapping[Any, np.ndarray], trials: Sequence[Trial]) -> np.ndarray:
+    """Cosine similarity of each trial's two embeddings: :func:`score_pairs` of the trials.
+
+    Raises:
+        KeyError: a trial's file has no embedding (the message names it).
+    """
+    return score_pairs(embeddings, [(t.path1, t.path2) for t in trials])
 
 
 @dataclass
@@ -115,6 +181,18 @@ class Metrics:
     frr_at_far: float
     min_cllr: float
     cllr: float | None = None
+
+    def operating_points(self) -> dict[str, float]:
+        """The thresholds as a model card's ``thresholds``: ``eer`` and ``far1`` (for 1%) ...
+
+        Raises:
+            ValueError: a threshold is infinite (the trials cannot place it).
+        """
+        points = {"eer": self.eer_threshold, metrics.far_name(self.far): self.far_threshold}
+        for name, value in points.items():
+            if not math.isfinite(value):
+                raise ValueError(f"the trials give no finite threshold for {name!r}")
+        return points
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (infinite thresholds become None)."""
@@ -212,7 +290,10 @@ class VerificationReport:
         normalization: AS-norm settings (``method``, ``top_k``, ``cohort_size``), None without.
         confidence: coverage of the EER intervals.
         embeddings: :func:`path_key` -> ``(D,)`` embedding of every file embedded (left out of
-            :meth:`to_dict`).
+            :meth:`to_dict`, like the next three).
+        trials: the trials scored, in the order given.
+        scores: ``(n_trials,)`` their cosine scores.
+        normalized_scores: ``(n_trials,)`` their AS-norm scores, None without a cohort.
     """
 
     n_files: int
@@ -227,6 +308,9 @@ class VerificationReport:
     normalization: dict[str, Any] | None = None
     confidence: float = 0.95
     embeddings: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    trials: list[Trial] = field(default_factory=list, repr=False)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    normalized_scores: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def primary(self) -> Metrics:
@@ -238,6 +322,7 @@ class VerificationReport:
         return {
             "n_files": self.n_files,
             "n_failed_files": len(self.failed_files),
+            "failure_reasons": failure_reasons(self.failed_files),
             "failed_files": self.failed_files,
             "n_trials": self.n_trials,
             "n_target": self.n_target,
@@ -276,9 +361,11 @@ class VerificationReport:
         rows.append(
             ("Cllr (bits)", ["-" if m.cllr is None else f"{m.cllr:.4f}" for _, m in columns])
         )
+        failed = describe_failures(self.failed_files).partition(": ")[2]
         lines = [
-            f"files: {self.n_files} embedded, {len(self.failed_files)} failed; "
-            f"speakers: {self.n_speakers}",
+            f"files: {self.n_files} embedded, {len(self.failed_files)} failed"
+            + (f" ({failed})" if failed else "")
+            + f"; speakers: {self.n_speakers}",
             f"trials: {self.n_trials} ({self.n_target} target, {self.n_nontarget} non-target), "
             f"{self.n_dropped_trials} dropped",
             f"{'metric':<24}" + "".join(f"{name:>14}" for name, _ in columns),
@@ -351,7 +438,12 @@ def evaluate_embeddings(
         t for t in trials if path_key(t.path1) not in failed and path_key(t.path2) not in failed
     ]
     if len(kept) < len(trials):
-        logger.warning("dropped %d trial(s) with a file that failed", len(trials) - len(kept))
+        logger.warning(
+            "%s; dropped the %d of %d trial(s) with such a file",
+            describe_failures(failed),
+            len(trials) - len(kept),
+            len(trials),
+        )
     if not kept:
         raise ValueError(f"no trial left: every one of the {len(trials)} has a file that failed")
     labels = np.array([t.label for t in kept], dtype=np.int64)
@@ -368,6 +460,7 @@ def evaluate_embeddings(
     raw = compute_metrics(scores, labels, speakers1, speakers2, llr=llr, **options)
 
     normalized = normalization = None
+    normed: np.ndarray | None = None
     if cohort is not None:
         used = list(dict.fromkeys(path_key(p) for t in kept for p in (t.path1, t.path2)))
         mean, std = norm.cohort_statistics(np.stack([embeddings[k] for k in used]), cohort, top_k)
@@ -395,6 +488,9 @@ def evaluate_embeddings(
         normalization=normalization,
         confidence=confidence,
         embeddings=dict(embeddings),
+        trials=kept,
+        scores=scores,
+        normalized_scores=normed,
     )
 
 
