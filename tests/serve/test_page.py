@@ -128,6 +128,10 @@ def test_enroll_then_identify_a_recording(page: Any, speech, server) -> None:
         page.find_element(By.ID, "identify-run").click()
         text = _result(page, "identify-result")
         assert "candidates: dora" in text, text  # the recorded voice is dora's (alice's)
+        item = next(li for li in page.find_elements(By.CSS_SELECTOR, "#speakers-list li")
+                    if li.text.startswith("dora (4)"))  # fmt: skip
+        item.find_element(By.TAG_NAME, "button").click()
+        wait_for(lambda: "dora" not in page.find_element(By.ID, "speakers-list").text, "removal")
     finally:
         with server.client() as client:
             client.delete("/speakers/dora")
