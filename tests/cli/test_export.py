@@ -134,3 +134,24 @@ def test_export_usage_errors(run_dir, capsys, argv, message):
         main(["export", *[a.format(run=run_dir) for a in argv]])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_onnx_without_its_extra_fails_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    import voxvec.export
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a)
+    )
+
+    def no_export(*args: object, **kwargs: object) -> None:
+        raise AssertionError("exported before the extra was checked")
+
+    monkeypatch.setattr(voxvec.export, "export", no_export)
+    assert main(["export", "voxvec-default", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "ONNX export needs onnxruntime: pip install '.[onnx]'" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

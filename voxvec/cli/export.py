@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 
+from voxvec.cli.model_options import add_threads_argument, apply_threads
+
 HELP = "export a checkpoint, run or model to a .safetensors bundle, ONNX or TorchScript"
 
 
@@ -62,11 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra entry for the model card (repeatable)",
     )
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Export and print the path written."""
-    from voxvec.export import export
+    import importlib.util
 
+    from voxvec.export import export, export_format
+
+    if export_format(args.out, args.format) == "onnx":
+        missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ImportError(f"ONNX export needs {' and '.join(missing)}: pip install '.[onnx]'")
+    apply_threads(args)
     print(export(args.source, args.out, format=args.format, metadata=dict(args.meta)))
     return 0
