@@ -95,3 +95,17 @@ def test_similarity() -> None:
     expected = float(a[0] @ b[2] / np.linalg.norm(a[0]) / np.linalg.norm(b[2]))
     assert voxvec.similarity(a[0], b[2]) == pytest.approx(expected, abs=1e-6)
     assert voxvec.similarity(torch.from_numpy(a[1]), torch.from_numpy(a[1])) == pytest.approx(1.0)
+
+
+def test_load_sets_the_threads_only_when_asked() -> None:
+    before = torch.get_num_threads()
+    try:
+        voxvec.load(num_threads=1)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        voxvec.load()
+        assert torch.get_num_threads() == 2  # None leaves them
+        with pytest.raises(ValueError, match="num_threads must be 'auto' or a positive integer"):
+            voxvec.load(num_threads=0)
+    finally:
+        torch.set_num_threads(before)

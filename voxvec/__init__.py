@@ -28,6 +28,8 @@ __all__ = ["__version__", "available_models", "embed", "load", "similarity"]
 def load(
     name_or_path: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
+    *,
+    num_threads: int | str | None = None,
     **embedder_kwargs: Any,
 ) -> Embedder:
     """Load a pretrained model (or a saved bundle) as an :class:`~voxvec.inference.Embedder`.
@@ -37,6 +39,11 @@ def load(
             ``.safetensors`` bundle or released checkpoint, or None for the default model.
         device: where to run: ``"auto"`` or None (CUDA when available, else CPU), ``"cpu"``,
             ``"cuda"``, ``"cuda:1"`` ...
+        num_threads: set torch's CPU threads for this process (every model in it) to this
+            many, or ``"auto"`` (:func:`voxvec.runtime.default_num_threads`: the cores not
+            already busy, at most 4, or ``OMP_NUM_THREADS``; what the CLI uses); None leaves
+            them as they are (torch's default: a thread per core). On a machine that other
+            jobs keep busy, 1 thread is many times faster (BENCHMARKS.md).
         **embedder_kwargs: options of :class:`~voxvec.inference.Embedder` (``window_s``,
             ``hop_s``, ``vad``, ``min_speech_s``, ``precision``).
 
@@ -46,15 +53,18 @@ def load(
     Raises:
         KeyError: unknown pretrained name (the message lists the valid ones).
         FileNotFoundError: the path does not exist.
-        ValueError: a CUDA device is requested without CUDA, an Embedder option is out of
-            range, or the weights cannot be loaded (see :func:`voxvec.weights.load_model`).
+        ValueError: a CUDA device is requested without CUDA, ``num_threads`` or an Embedder
+            option is out of range, or the weights cannot be loaded (see
+            :func:`voxvec.weights.load_model`).
         OSError / RuntimeError: downloading the weights failed.
     """
     from voxvec.inference import Embedder
-    from voxvec.runtime import resolve_device
+    from voxvec.runtime import resolve_device, set_num_threads
     from voxvec.weights import load_model
 
     resolved = resolve_device(device)
+    if num_threads is not None:
+        set_num_threads(num_threads)
     model, card = load_model(name_or_path)
     return Embedder(model, resolved, card, **embedder_kwargs)
 
