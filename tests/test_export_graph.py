@@ -114,6 +114,7 @@ def test_every_model_exports_and_matches_pytorch_on_real_speech(
         "arch": arch,
         "sample_rate": model.sample_rate,
         "embed_dim": model.embed_dim,
+        "min_samples": model.min_samples,
         "name": "small",
     }
 

@@ -25,6 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"audio", "models"},
     "eval": {"atomic", "audio", "data", "embedding_files", "models", "runtime"},
     "pipeline": {"audio"},
+    "onnx_embedder": {"audio", "pipeline", "runtime"},
     "inference": {"audio", "models", "pipeline", "runtime"},
     "train": {
         "_version",

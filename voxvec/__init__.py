@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from voxvec.inference import Embedder, EmbedInput
+    from voxvec.pipeline import BaseEmbedder, EmbedInput
 
 from voxvec._version import __version__
 
@@ -31,24 +31,35 @@ def load(
     *,
     num_threads: int | str | None = None,
     **embedder_kwargs: Any,
-) -> Embedder:
-    """Load a pretrained model (or a saved bundle) as an :class:`~voxvec.inference.Embedder`.
+) -> Any:
+    """Load a pretrained model (or a saved bundle) as an :class:`~voxvec.inference.Embedder`,
+    or an exported ``.onnx`` graph as a torch-free :class:`~voxvec.onnx_embedder.OnnxEmbedder`.
+
+    Both have the methods of :class:`~voxvec.pipeline.BaseEmbedder` (``embed``,
+    ``embed_windows``, ``embed_speaker``, ``verify`` ...) and give the same embeddings within
+    1e-4; only the forward pass differs. Loading an ``.onnx`` file imports no torch.
 
     Args:
         name_or_path: a pretrained name (see :func:`available_models`), a path to a saved
-            ``.safetensors`` bundle or released checkpoint, or None for the default model.
+            ``.safetensors`` bundle or released checkpoint, a path ending in ``.onnx``
+            (written by ``voxvec export``; needs onnxruntime only), or None for the default
+            model.
         device: where to run: ``"auto"`` or None (CUDA when available, else CPU), ``"cpu"``,
             ``"cuda"``, ``"cuda:1"`` ...
         num_threads: set torch's CPU threads for this process (every model in it) to this
             many, or ``"auto"`` (:func:`voxvec.runtime.default_num_threads`: the cores not
             already busy, at most 4, or ``OMP_NUM_THREADS``; what the CLI uses); None leaves
             them as they are (torch's default: a thread per core). On a machine that other
-            jobs keep busy, 1 thread is many times faster (BENCHMARKS.md).
+            jobs keep busy, 1 thread is many times faster (BENCHMARKS.md). For an ``.onnx``
+            model, onnxruntime's threads for this embedder (None: one per physical core).
         **embedder_kwargs: options of :class:`~voxvec.inference.Embedder` (``window_s``,
             ``hop_s``, ``vad``, ``min_speech_s``, ``precision``).
 
     Returns:
-        An :class:`~voxvec.inference.Embedder` ready to embed.
+        An :class:`~voxvec.inference.Embedder` (an
+        :class:`~voxvec.onnx_embedder.OnnxEmbedder` for ``.onnx``) ready to embed. (Typed
+        ``Any`` because the kind depends on the path's value: callers that need the PyTorch
+        model check ``isinstance(e, voxvec.inference.Embedder)``.)
 
     Raises:
         KeyError: unknown pretrained name (the message lists the valid ones).
@@ -58,6 +69,11 @@ def load(
             :func:`voxvec.weights.load_model`).
         OSError / RuntimeError: downloading the weights failed.
     """
+    if name_or_path is not None and os.fspath(name_or_path).lower().endswith(".onnx"):
+        from voxvec.onnx_embedder import OnnxEmbedder
+
+        onnx_device = None if device is None else str(device)
+        return OnnxEmbedder(name_or_path, onnx_device, num_threads=num_threads, **embedder_kwargs)
     from voxvec.inference import Embedder
     from voxvec.runtime import resolve_device, set_num_threads
     from voxvec.weights import load_model
@@ -80,7 +96,7 @@ def embed(
     x: EmbedInput,
     sample_rate: int | None = None,
     *,
-    model: str | os.PathLike | Embedder | None = None,
+    model: str | os.PathLike | BaseEmbedder | None = None,
     device: str | torch.device | None = None,
     batch_size: int = 16,
     **embedder_kwargs: Any,
@@ -93,7 +109,8 @@ def embed(
     Args:
         x: paths, waveforms or a batch, as :meth:`voxvec.inference.Embedder.embed` accepts.
         sample_rate: rate in Hz of the waveforms in ``x`` (required for arrays).
-        model: a pretrained name or path (None: the default model), or an existing Embedder.
+        model: a pretrained name or path (None: the default model), or an existing Embedder
+            (an :class:`~voxvec.inference.Embedder` or :class:`~voxvec.onnx_embedder.OnnxEmbedder`).
         device: where to run when loading; None means CUDA when available, else CPU.
         batch_size: inputs or windows per forward pass.
         **embedder_kwargs: Embedder options when loading (``window_s``, ``vad``, ...).
@@ -104,9 +121,9 @@ def embed(
     Raises:
         As :func:`load` and :meth:`voxvec.inference.Embedder.embed`.
     """
-    from voxvec.inference import Embedder
+    from voxvec.pipeline import BaseEmbedder
 
-    if isinstance(model, Embedder):
+    if isinstance(model, BaseEmbedder):
         if embedder_kwargs or device is not None:
             raise ValueError("device and Embedder options cannot be given with an Embedder")
         embedder = model

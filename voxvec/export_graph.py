@@ -12,7 +12,9 @@ Tracing freezes any control flow that depends on the example's sizes or values, 
 is checked before it is kept: the written file, run on batches of other sizes (padded and not),
 must give PyTorch's embeddings within :data:`TOLERANCE`; otherwise :class:`ExportError` says by
 how much it differs and the file is removed. The model card travels with the graph: as the ONNX
-metadata entry ``voxvec`` and as the TorchScript extra file ``voxvec.json`` (JSON both).
+metadata entry ``voxvec`` and as the TorchScript extra file ``voxvec.json`` (JSON both), with
+the ``arch``, ``sample_rate``, ``embed_dim`` and ``min_samples`` of the model added, so that
+:class:`voxvec.onnx_embedder.OnnxEmbedder` runs the file with nothing else.
 
 Every registered architecture exports to both formats with its default config. One limit is
 PyTorch's: its ONNX exporter fails on a single-layer GRU fed packed sequences (``gru`` or
@@ -34,6 +36,7 @@ import torch
 from torch import Tensor
 
 from voxvec.models.base import SpeakerEncoder
+from voxvec.onnx_embedder import CARD_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +45,6 @@ ONNX_OPSET = 17
 
 TOLERANCE = 1e-4
 """Largest difference allowed between an exported graph's embedding and PyTorch's, per value."""
-
-CARD_KEY = "voxvec"
-"""ONNX metadata key of the model card; the TorchScript extra file is ``CARD_KEY + ".json"``."""
 
 _INPUTS = ("wav", "lengths")
 _OUTPUTS = ("embeddings",)
@@ -204,7 +204,12 @@ def export_graph(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     name = _name(model)
-    stored = {"arch": model.arch, "sample_rate": model.sample_rate, "embed_dim": model.embed_dim}
+    stored = {
+        "arch": model.arch,
+        "sample_rate": model.sample_rate,
+        "embed_dim": model.embed_dim,
+        "min_samples": model.min_samples,
+    }
     stored.update(card or {})
     try:
         run = _WRITERS[format](model, out, stored)
@@ -227,3 +232,28 @@ def export_graph(
         )
     logger.info("exported the %s to %s (%s; max difference %.2g)", name, out, format, worst)
     return worst
+
+
+def quantize_int8(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Dynamic int8 quantisation of an ONNX graph (``onnxruntime.quantization``).
+
+    The weights of convolutions and matrix products become int8 and their inputs are quantised
+    on the fly, batch by batch; the metadata (the model card) is kept. The embeddings differ
+    from float32 by quantisation noise, not :data:`TOLERANCE`: BENCHMARKS.md gives the change in
+    EER and speed for the default model.
+
+    Args:
+        source: a float32 ``.onnx`` file (as :func:`export_graph` writes it).
+        out: the quantised file to write.
+
+    Raises:
+        ImportError: the ``onnx`` extra is not installed.
+    """
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as err:
+        raise ImportError(
+            f"ONNX quantisation needs onnx and onnxruntime ({err}): pip install 'voxvec[onnx]'"
+        ) from err
+    quantize_dynamic(Path(source), Path(out), weight_type=QuantType.QInt8)
+    logger.info("quantised %s to int8 in %s", source, out)

@@ -100,6 +100,16 @@ def test_export_the_default_model_by_name(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out) and out.stat().st_size > 1_000_000
 
 
+def test_export_the_default_model_quantised_to_int8(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    out = tmp_path / "voxvec-default-int8.onnx"
+    assert main(["export", "voxvec-default", "--out", str(out), "--quantize", "int8"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert list(tmp_path.iterdir()) == [out]  # the float32 intermediate is gone
+    embedder = voxvec.load(out)
+    assert embedder.precision == "int8" and embedder.card["name"] == "voxvec-default"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -110,6 +120,7 @@ def test_export_the_default_model_by_name(tmp_path, capsys):
         (["{empty}", "--out", "m.ts"], "no checkpoint"),
         (["{run}", "--out", "m.onnx", "--format", "safetensors"], "safetensors files end in"),
         (["{run}", "--out", "m.bin"], "cannot tell the export format"),
+        (["{run}", "--out", "m.ts", "--quantize", "int8"], "quantization is for onnx exports"),
     ],
 )
 def test_export_errors(run_dir, tmp_path, capsys, argv, message):
@@ -127,6 +138,7 @@ def test_export_errors(run_dir, tmp_path, capsys, argv, message):
         (["{run}", "--out", "m.safetensors", "--meta", "novalue"], "expected KEY=VALUE"),
         (["{run}", "--out", "m.safetensors", "--format", "h5"], "invalid choice: 'h5'"),
         (["{run}", "m.safetensors"], "the following arguments are required: --out"),
+        (["{run}", "--out", "m.onnx", "--quantize", "int4"], "invalid choice: 'int4'"),
     ],
 )
 def test_export_usage_errors(run_dir, capsys, argv, message):

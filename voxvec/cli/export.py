@@ -19,6 +19,8 @@ examples:
   voxvec export runs/convgru --out model.safetensors --meta name=my-model --meta licence=CC-BY-4.0
   python -c "import voxvec; print(voxvec.load('model.safetensors'))"
   voxvec export voxvec-default --out voxvec-default.onnx
+  voxvec export voxvec-default --out voxvec-default-int8.onnx --quantize int8
+  python -c "import voxvec; print(voxvec.load('voxvec-default.onnx'))"   # onnxruntime, no torch
   voxvec export runs/convgru --out convgru.ts
 """
 
@@ -41,7 +43,7 @@ def metadata_entry(text: str) -> tuple[str, str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the options of ``voxvec export``."""
-    from voxvec.export import EXPORT_FORMATS
+    from voxvec.export import EXPORT_FORMATS, QUANTIZATIONS
 
     parser.add_argument(
         "source",
@@ -64,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra entry for the model card (repeatable)",
     )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default=None,
+        help="onnx only: onnxruntime's dynamic quantisation (int8 weights, about a quarter of "
+        "the size; its EER and speed in BENCHMARKS.md)",
+    )
     add_threads_argument(parser)
 
 
@@ -78,5 +87,13 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise ImportError(f"ONNX export needs {' and '.join(missing)}: pip install '.[onnx]'")
     apply_threads(args)
-    print(export(args.source, args.out, format=args.format, metadata=dict(args.meta)))
+    print(
+        export(
+            args.source,
+            args.out,
+            format=args.format,
+            metadata=dict(args.meta),
+            quantize=args.quantize,
+        )
+    )
     return 0
