@@ -41,10 +41,9 @@ def default_num_threads() -> int:
 
     ``OMP_NUM_THREADS`` when it is set (the usual way to pin a job's threads), else the CPU cores
     this process may run on less those already busy (the 1-minute load average, rounded), at
-    least 1 and at most :data:`MAX_DEFAULT_THREADS`. On a 2-core machine that another job keeps
-    busy, torch's own default (a thread per core) made one file's embedding about 20x slower
-    than one thread; on an idle machine both cores embed a batch about 1.5x faster than one
-    (BENCHMARKS.md).
+    least 1 and at most :data:`MAX_DEFAULT_THREADS`. On a 2-core machine that other jobs keep
+    busy, torch's own default (a thread per core) embedded one file 5-11x slower than one
+    thread; on the idle machine both cores embedded a batch 1.5x faster than one (BENCHMARKS.md).
 
     Raises:
         ValueError: ``OMP_NUM_THREADS`` is set but not a positive integer.
