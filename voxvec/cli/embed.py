@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from voxvec.embedding_files import FailedInput, check_output, collect_inputs, embed_to_file
+    from voxvec.eval.verify import failure_reasons
 
     inputs = collect_inputs(args.inputs)
     check_output(args.out, inputs)  # before the model loads
@@ -94,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     summary = f"embedded {result.n_embedded} files, {len(result.failures)} failed"
+    if result.failures:
+        by_reason = failure_reasons({f.source: f.reason for f in result.failures})
+        summary += f" ({'; '.join(f'{n} {reason}' for reason, n in by_reason.items())})"
     written = f" -> {result.out}" if result.out is not None else " (nothing written)"
     resumed = f" ({result.n_resumed} from the interrupted run)" if result.n_resumed else ""
     failed = f"; failures listed in {result.report}" if result.report is not None else ""
