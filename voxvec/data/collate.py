@@ -84,25 +84,51 @@ class CropCollate:
         indices = [int(item["index"]) for item in items]
         generator = torch.Generator().manual_seed(derive_seed(self.seed, *indices))
         crop = int(torch.randint(self.min_samples, self.max_samples + 1, (1,), generator=generator))
-        wav, lengths = pad_batch([random_crop(item["wav"], crop, generator) for item in items])
-        return {
-            "wav": wav,
-            "lengths": lengths,
-            "speaker": torch.tensor([int(item["speaker"]) for item in items], dtype=torch.long),
-            "index": torch.tensor(indices, dtype=torch.long),
-        }
+        return _padded(items, [random_crop(item["wav"], crop, generator) for item in items])
+
+
+def _padded(
+    items: Sequence[dict[str, Any]], waves: Sequence[torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    wav, lengths = pad_batch(waves)
+    return {
+        "wav": wav,
+        "lengths": lengths,
+        "speaker": torch.tensor([int(item["speaker"]) for item in items], dtype=torch.long),
+        "index": torch.tensor([int(item["index"]) for item in items], dtype=torch.long),
+    }
+
+
+class PadCollate:
+    """Collate items that are already crops (:class:`voxvec.data.crops.CropBank` entries) into
+    a padded batch, as :class:`CropCollate` returns it, without cropping them further."""
+
+    def __repr__(self) -> str:
+        return "PadCollate()"
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Pad a batch (see :meth:`CropCollate.__call__`).
+
+        Raises:
+            ValueError: an empty batch.
+        """
+        if len(items) == 0:
+            raise ValueError("PadCollate got an empty batch")
+        return _padded(items, [item["wav"] for item in items])
 
 
 class TrainCollate:
     """Crop, pad and augment a batch; every random draw is seeded by the batch's item indices.
 
     Args:
-        crop: the cropping collate.
+        crop: the cropping collate (or :class:`PadCollate` for crops fixed in advance).
         augmenter: the batch augmentation, or None for none.
         seed: base seed (>= 0) of the augmentation stream.
     """
 
-    def __init__(self, crop: CropCollate, augmenter: Augmenter | None, seed: int) -> None:
+    def __init__(
+        self, crop: CropCollate | PadCollate, augmenter: Augmenter | None, seed: int
+    ) -> None:
         self.crop = crop
         self.augmenter = augmenter
         self.seed = seed

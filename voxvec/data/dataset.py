@@ -228,6 +228,15 @@ class UtteranceDataset(Dataset[dict[str, Any]]):
             f"e.g. {self._unreadable[i]}); remove the speaker or fix its files"
         )
 
+    def decoded(self, i: int) -> np.ndarray:
+        """Item ``i``'s whole decoded waveform, as :meth:`__getitem__` reads it before any
+        ``max_load_s`` window (a read-only memory map on a cache hit; replaced as there).
+
+        Raises:
+            As :meth:`__getitem__`.
+        """
+        return self._decode_or_replace(i)
+
     def take_unreadable(self) -> list[tuple[int, str, str]]:
         """The unreadable files found since the last call: ``(item, path, reason)`` each.
 

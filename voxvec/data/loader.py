@@ -9,7 +9,8 @@ from it the pieces a training loop iterates over:
 - :class:`~voxvec.data.sampler.SpeakerBatchSampler`: batches of N speakers x M utterances, each
   rank its own shard;
 - :class:`~voxvec.data.collate.TrainCollate`: one random crop length per batch, then
-  augmentation.
+  augmentation; or, for distillation (``crop_bank``), a :class:`~voxvec.data.crops.CropBank`
+  of crops fixed once, which the sampler draws from instead of the files.
 
 A file that cannot be read is replaced by another file of its speaker (deterministically, so a
 resumed run reads the same batches) and reported: each batch carries the unreadable files its
@@ -22,6 +23,7 @@ batches.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,11 +32,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from voxvec.data.augment import AugmentConfig, Augmenter
-from voxvec.data.collate import CropCollate, TrainCollate
+from voxvec.data.collate import CropCollate, PadCollate, TrainCollate
+from voxvec.data.crops import CropBank
 from voxvec.data.dataset import UtteranceDataset
 from voxvec.data.manifest import ManifestItem, read_manifest
 from voxvec.data.sampler import SpeakerBatchSampler
 from voxvec.data.speed import SpeedSpeakerDataset, check_speed_factors
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,24 +110,28 @@ class TrainData:
 
     Attributes:
         items: the training manifest's items.
-        dataset: what the sampler indexes (``labels``, ``speakers``).
+        dataset: what the sampler indexes (``labels``, ``speakers``): the files (and their
+            speed copies), or the crop bank.
         sampler: the N x M batch sampler (resumable: ``state_dict`` / ``load_state_dict``).
         loader: the DataLoader yielding :class:`~voxvec.data.collate.TrainCollate` batches,
             each with ``"unreadable"`` added: the files found unreadable while reading it.
     """
 
     items: list[ManifestItem]
-    dataset: UtteranceDataset | SpeedSpeakerDataset
+    dataset: UtteranceDataset | SpeedSpeakerDataset | CropBank
     sampler: SpeakerBatchSampler
     loader: DataLoader[Any]
 
     def summary(self) -> dict[str, Any]:
         """What the run trained on, for checkpoints and model cards."""
-        return {
+        summary = {
             "n_files": len(self.items),
             "n_speakers": len({item.speaker for item in self.items}),
             "n_classes": len(self.dataset.speakers),
         }
+        if isinstance(self.dataset, CropBank):
+            summary["n_crops"] = len(self.dataset)
+        return summary
 
 
 class _ReportUnreadable(Dataset[dict[str, Any]]):
@@ -130,7 +139,7 @@ class _ReportUnreadable(Dataset[dict[str, Any]]):
     ``"unreadable"``), so that they reach the main process from the DataLoader workers."""
 
     def __init__(
-        self, dataset: UtteranceDataset | SpeedSpeakerDataset, base: UtteranceDataset
+        self, dataset: UtteranceDataset | SpeedSpeakerDataset | CropBank, base: UtteranceDataset
     ) -> None:
         self.dataset = dataset
         self.base = base
@@ -171,6 +180,7 @@ def training_data(
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
+    crop_bank: float | None = None,
 ) -> TrainData:
     """Build the training data pipeline of ``config`` for a model.
 
@@ -184,6 +194,9 @@ def training_data(
         rank: this process's rank (its shard of the batches).
         world_size: number of data-parallel processes.
         pin_memory: pin batches for faster host-to-GPU copies.
+        crop_bank: train on a :class:`~voxvec.data.crops.CropBank` with this coverage (crops
+            per second of a long file) instead of new random crops every batch; every file is
+            decoded once, here, to plan it.
 
     Returns:
         The :class:`TrainData`.
@@ -199,16 +212,24 @@ def training_data(
             f"data.min_crop_s={config.min_crop_s} is shorter than the model's minimum input "
             f"({min_samples} samples at {sample_rate} Hz)"
         )
+    max_crop = round(config.max_crop_s * sample_rate)
     items = read_manifest(config.train_csv)
     base = UtteranceDataset(
         items,
         sample_rate,
         cache_dir=config.cache_dir,
-        max_load_s=2 * config.max_crop_s,
+        max_load_s=2 * config.max_crop_s if crop_bank is None else None,
         seed=seed,
         replace_unreadable=True,
     )
-    dataset = SpeedSpeakerDataset(base, config.speed_factors) if config.speed_speakers else base
+    files = SpeedSpeakerDataset(base, config.speed_factors) if config.speed_speakers else base
+    dataset: UtteranceDataset | SpeedSpeakerDataset | CropBank = files
+    collate: CropCollate | PadCollate = CropCollate(min_crop, max_crop, seed)
+    if crop_bank is not None:
+        logger.info("planning the crop bank of %d files (each decoded once)", len(items))
+        dataset = CropBank(files, min_crop, max_crop, crop_bank, seed)
+        collate = PadCollate()
+        logger.info("crop bank: %d crops of %d items", len(dataset), len(files))
     sampler = SpeakerBatchSampler(
         dataset.labels,
         config.n_speakers,
@@ -218,11 +239,10 @@ def training_data(
         world_size=world_size,
     )
     augmenter = Augmenter(config.augment, sample_rate) if config.augment.enabled else None
-    crop = CropCollate(min_crop, round(config.max_crop_s * sample_rate), seed)
     loader = DataLoader(
         _ReportUnreadable(dataset, base),
         batch_sampler=sampler,
-        collate_fn=_Collate(TrainCollate(crop, augmenter, seed)),
+        collate_fn=_Collate(TrainCollate(collate, augmenter, seed)),
         num_workers=config.num_workers,
         pin_memory=pin_memory,
         persistent_workers=config.num_workers > 0,

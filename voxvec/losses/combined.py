@@ -14,6 +14,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from voxvec.losses.distill import DistillLoss
 from voxvec.losses.ge2e import GE2E_METHODS, GE2ELoss, GE2EMethod
 from voxvec.losses.margin import AAMSoftmax
 
@@ -103,6 +104,7 @@ class SpeakerLoss(nn.Module):
         config: the loss section.
         embed_dim: D of the embeddings.
         n_classes: training speakers (the AAM classes).
+        distill: a distillation term added to the objective, or None.
 
     Attributes:
         ge2e: the GE2E module, or None.
@@ -112,8 +114,15 @@ class SpeakerLoss(nn.Module):
         ValueError: parameters the loss modules refuse (a non-positive scale, ...).
     """
 
-    def __init__(self, config: LossConfig, embed_dim: int, n_classes: int) -> None:
+    def __init__(
+        self,
+        config: LossConfig,
+        embed_dim: int,
+        n_classes: int,
+        distill: DistillLoss | None = None,
+    ) -> None:
         super().__init__()
+        self.distill = distill
         self.ge2e = (
             GE2ELoss(
                 config.ge2e.init_w, config.ge2e.init_b, method=cast(GE2EMethod, config.ge2e.method)
@@ -137,7 +146,7 @@ class SpeakerLoss(nn.Module):
         self.aam_weight = config.aam.weight if both else 1.0
 
     def forward(
-        self, embeddings: Tensor, labels: Tensor, n_speakers: int
+        self, embeddings: Tensor, labels: Tensor, n_speakers: int, teacher: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss of a speaker-major batch.
 
@@ -145,10 +154,16 @@ class SpeakerLoss(nn.Module):
             embeddings: ``(N * M, D)``, M consecutive rows per speaker.
             labels: ``(N * M,)`` speaker labels.
             n_speakers: N.
+            teacher: ``(N * M, D_t)`` the teacher's embeddings of the same crops, for the
+                distillation term (required when there is one).
 
         Returns:
             ``(loss, parts)``: the scalar loss and detached parts for logging
-            (``ge2e``, ``aam``, ``aam_accuracy`` as present).
+            (``ge2e``, ``aam``, ``aam_accuracy``, ``distill``, ``distill_cosine``,
+            ``distill_similarity`` as present).
+
+        Raises:
+            ValueError: a distillation term without ``teacher`` embeddings.
         """
         total = embeddings.new_zeros((), dtype=torch.float32)
         parts: dict[str, Tensor] = {}
@@ -161,4 +176,11 @@ class SpeakerLoss(nn.Module):
             total = total + self.aam_weight * aam
             parts["aam"] = aam.detach()
             parts["aam_accuracy"] = accuracy.detach()
+        if self.distill is not None:
+            if teacher is None:
+                raise ValueError("the objective has a distillation term but got no teacher")
+            distill, distill_parts = self.distill(embeddings, teacher)
+            total = total + distill
+            parts["distill"] = distill.detach()
+            parts.update(distill_parts)
         return total, parts

@@ -9,6 +9,7 @@ section         what                                                  class
 ``model``       architecture, its config, fine-tuning source          :class:`ModelSection`
 ``data``        manifest, batches, crops, augmentation, workers       ``data.loader.DataConfig``
 ``loss``        GE2E, AAM-softmax or both, and their parameters       ``losses.LossConfig``
+``distill``     a teacher model and the distillation terms            ``train.distill``
 ``optim``       AdamW, learning-rate schedule, steps, clipping        ``train.step.OptimConfig``
 ``validation``  validation manifest, interval, files used             ``train.validation``
 ``checkpoint``  run directory, interval, files kept, resume           ``train.checkpoint``
@@ -43,6 +44,7 @@ from voxvec.data.loader import DataConfig
 from voxvec.losses.combined import LossConfig
 from voxvec.registry import get_model_class
 from voxvec.train.checkpoint import CheckpointConfig
+from voxvec.train.distill import DistillConfig
 from voxvec.train.logging import LogConfig
 from voxvec.train.step import PRECISIONS, OptimConfig
 from voxvec.train.validation import ValidationConfig
@@ -95,6 +97,7 @@ class TrainConfig:
         model: the model to train.
         data: the training data and its batches.
         loss: the training objective.
+        distill: knowledge distillation from a teacher model, added to the objective.
         optim: optimiser, schedule and run length.
         validation: validation during training.
         checkpoint: checkpoints and resume.
@@ -113,6 +116,7 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

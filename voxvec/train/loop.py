@@ -12,7 +12,10 @@ The parts live where they belong; this module puts them together and runs the st
   distributed, AdamW with the one-cycle or cosine schedule, gradient clipping, mixed precision;
 - logs (rank 0, :mod:`voxvec.train.logging`): tensorboard scalars every ``log.interval`` steps,
   a console line every ``log.console_interval``, a progress bar on terminals;
-- validation (rank 0, :mod:`voxvec.train.validation`) every ``validation.interval`` steps;
+- distillation (:mod:`voxvec.train.distill`): a teacher's embeddings of the same crops, from a
+  cache computed once before the first step or on the fly, added to the objective;
+- validation (rank 0, :mod:`voxvec.train.validation`) every ``validation.interval`` steps, and
+  at step 0 when fine-tuning (``model.init_from``), so a run that makes things worse shows it;
 - unreadable training files: each is replaced by another file of its speaker, logged and listed
   in ``checkpoint.path/unreadable.csv``; more than ``data.max_unreadable_files`` stop the run;
 - checkpoints (:mod:`voxvec.train.checkpoint`) every ``checkpoint.interval`` steps and at the
@@ -37,6 +40,7 @@ from voxvec.atomic import atomic_open
 from voxvec.data.loader import training_data
 from voxvec.data.manifest import CsvWriter
 from voxvec.losses.combined import SpeakerLoss
+from voxvec.losses.distill import DistillLoss
 from voxvec.models import create_model
 from voxvec.models.base import SpeakerEncoder
 from voxvec.train.checkpoint import (
@@ -49,6 +53,12 @@ from voxvec.train.checkpoint import (
     save_checkpoint,
 )
 from voxvec.train.config import ModelSection, TrainConfig, config_to_dict, config_to_yaml
+from voxvec.train.distill import (
+    fit_initial_projection,
+    load_teacher_embeddings,
+    teacher_embeddings,
+    teacher_input,
+)
 from voxvec.train.distributed import (
     all_gather_objects,
     barrier,
@@ -134,6 +144,12 @@ class Trainer:
         if config.model.init_from is not None and resume_from is None:
             init_from(self.model, config.model, progress=self.dist.is_main)
         torch.manual_seed(config.seed + self.dist.rank)  # dropout, SpecAugment differ by rank
+        distill = config.distill
+        self.teacher: SpeakerEncoder | None = None
+        self.teacher_targets: Tensor | None = None  # per crop-bank entry, once computed
+        if distill.teacher is not None:
+            self.teacher, _ = load_model(distill.teacher, progress=self.dist.is_main)
+            self.teacher.requires_grad_(False).to(self.device)
         self.data = training_data(
             config.data,
             self.model.sample_rate,
@@ -142,10 +158,23 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             pin_memory=self.device.type == "cuda",
+            crop_bank=distill.coverage if distill.enabled and distill.cache else None,
         )
         optim = config.optim
         self.total_steps = optim.max_steps or optim.n_epochs * len(self.data.sampler)
-        self.loss = SpeakerLoss(config.loss, self.model.embed_dim, len(self.data.dataset.speakers))
+        self.loss = SpeakerLoss(
+            config.loss,
+            self.model.embed_dim,
+            len(self.data.dataset.speakers),
+            None
+            if self.teacher is None
+            else DistillLoss(
+                self.model.embed_dim,
+                self.teacher.embed_dim,
+                distill.cosine_weight,
+                distill.similarity_weight,
+            ),
+        )
         self.step_module = TrainStep(self.model, self.loss, precision).to(self.device)
         if config.compile:
             self.model.compile()
@@ -214,11 +243,66 @@ class Trainer:
             report,
         )
 
+    def _prepare_teacher(self) -> None:
+        """With a cached teacher: embed the crop bank (the shards not done yet; every rank its
+        share), then load every rank's targets; the teacher is freed. A new run then fits the
+        projection of the cosine term (``distill.fit_crops``)."""
+        if self.teacher is None or not self.config.distill.cache:
+            return
+        bank = self.data.dataset
+        folder = self.config.distill.folder(self.run_dir)
+        tic = time.perf_counter()
+        shard_dir = teacher_embeddings(
+            bank,  # type: ignore[arg-type]
+            self.teacher,
+            folder,
+            batch_size=self.config.distill.batch_size,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        barrier(self.dist)
+        self.teacher_targets = load_teacher_embeddings(shard_dir, len(bank), self.teacher.embed_dim)
+        logger.info(
+            "teacher embeddings of %d crops ready in %.0f s (%s)",
+            len(bank),
+            time.perf_counter() - tic,
+            shard_dir,
+        )
+        self.teacher = None
+        distill, fit_crops = self.loss.distill, self.config.distill.fit_crops
+        if self.progress.step == 0 and distill is not None and fit_crops > 0:
+            cosine = fit_initial_projection(
+                distill,
+                self.model,
+                bank,  # type: ignore[arg-type]
+                self.teacher_targets,
+                fit_crops,
+                self.config.seed,
+            )
+            logger.info(
+                "distillation projection fitted on %d crops: cosine to the teacher %.3f",
+                min(fit_crops, len(bank)),
+                cosine,
+            )
+
+    def _teacher(self, batch: dict[str, Tensor], wav: Tensor, lengths: Tensor) -> Tensor | None:
+        """The teacher's embeddings of the batch: from the cache, or computed on ``wav``."""
+        if self.teacher_targets is not None:
+            return self.teacher_targets[batch["index"]].to(self.device, non_blocking=True)
+        if self.teacher is None:
+            return None
+        teacher_wav, teacher_lengths = teacher_input(
+            wav, lengths, self.model.sample_rate, self.teacher
+        )
+        with torch.inference_mode():
+            return self.teacher(teacher_wav, teacher_lengths).float().clone()
+
     def _train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One optimiser step; returns detached metrics (tensors, on the device)."""
         wav = batch["wav"].to(self.device, non_blocking=True)
         lengths = batch["lengths"].to(self.device, non_blocking=True)
         labels = batch["speaker"].to(self.device, non_blocking=True)
+        teacher = self._teacher(batch, wav, lengths)
         state, cfg = self.state, self.config
         if self.loss.aam is not None:
             aam = cfg.loss.aam
@@ -226,7 +310,7 @@ class Trainer:
                 self.progress.step, aam.margin, aam.margin_warmup_pct, self.total_steps
             )
         state.optimizer.zero_grad(set_to_none=True)
-        loss, parts = self.ddp(wav, lengths, labels, cfg.data.n_speakers)
+        loss, parts = self.ddp(wav, lengths, labels, cfg.data.n_speakers, teacher)
         state.scaler.scale(loss).backward()
         state.scaler.unscale_(state.optimizer)
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
@@ -250,13 +334,14 @@ class Trainer:
         (self.run_dir / "config.yaml").write_text(config_to_yaml(cfg))
         n_params = sum(p.numel() for p in self.model.parameters())
         logger.info(
-            "training %s (%.2f M parameters) on %s x %d process(es) in %s: %d files, %d speakers, "
-            "%d batches of %d x %d per epoch, %d steps",
+            "training %s (%.2f M parameters) on %s x %d process(es) in %s: %d files (%d training "
+            "items), %d speakers, %d batches of %d x %d per epoch, %d steps",
             cfg.model.arch,
             n_params / 1e6,
             self.device,
             self.dist.world_size,
             self.step_module.precision,
+            len(self.data.items),
             len(self.data.dataset),
             len(self.data.dataset.speakers),
             len(self.data.sampler),
@@ -278,6 +363,9 @@ class Trainer:
         """
         cfg, progress = self.config, self.progress
         run_log = self._start_logging()
+        self._prepare_teacher()
+        if self.validator is not None and progress.step == 0 and cfg.model.init_from:
+            self._validate(run_log)  # the starting point of a fine-tune
         self.step_module.train()
         pending: list[dict[str, Tensor]] = []
         tic = time.perf_counter()

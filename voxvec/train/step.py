@@ -67,7 +67,12 @@ class TrainStep(nn.Module):
         self.autocast_dtype = _AUTOCAST_DTYPES[precision]
 
     def forward(
-        self, wav: Tensor, lengths: Tensor, labels: Tensor, n_speakers: int
+        self,
+        wav: Tensor,
+        lengths: Tensor,
+        labels: Tensor,
+        n_speakers: int,
+        teacher: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss of a speaker-major waveform batch.
 
@@ -76,6 +81,7 @@ class TrainStep(nn.Module):
             lengths: ``(N * M,)`` samples.
             labels: ``(N * M,)`` speaker labels.
             n_speakers: N.
+            teacher: ``(N * M, D_t)`` the teacher's embeddings of the batch (distillation).
 
         Returns:
             As :meth:`SpeakerLoss.forward`.
@@ -86,7 +92,7 @@ class TrainStep(nn.Module):
             enabled=self.autocast_dtype is not None,
         ):
             embeddings = self.model(wav, lengths)  # (N*M, D); the front-end runs in float32
-        return self.loss(embeddings.float(), labels, n_speakers)
+        return self.loss(embeddings.float(), labels, n_speakers, teacher)
 
 
 @dataclass(frozen=True)
