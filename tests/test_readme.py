@@ -34,6 +34,8 @@ NOT_RUN = {
     ("Training", 0): "placeholder corpora under /data",
     ("Training", 1): "placeholder manifests (mine/train.csv); tests/train fine-tunes",
     ("Training", 2): "torchrun on several GPUs or machines",
+    ("Torch-free inference (ONNX)", 0): "run with its Python block (pip lines excepted)",
+    ("Streaming", 1): "needs a microphone and sounddevice",
 }
 """The blocks no test runs, and why (the others are run below)."""
 
@@ -57,13 +59,13 @@ RUN = {
     ("Export", 0),
     ("Export", 1),
     ("torch.hub", 0),
+    ("Torch-free inference (ONNX)", 1),
+    ("Streaming", 0),
 }
 
 
 def test_every_block_is_run_or_says_why_not() -> None:
-    blocks = set(_blocks())
-    assert blocks - RUN - set(NOT_RUN) == set(), "a new README block: run it here or say why not"
-    assert RUN <= blocks
+    assert set(_blocks()) == RUN | set(NOT_RUN)
 
 
 @pytest.fixture
@@ -156,6 +158,38 @@ def test_export_blocks_run(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> No
         namespace["wav"], sample_rate=16000
     )
     np.testing.assert_allclose(namespace["emb"], expected, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_torch_free_inference_blocks_run(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    *exports, pip = _commands(_blocks()[("Torch-free inference (ONNX)", 0)])
+    assert pip.startswith("pip install --no-deps")  # not run: the package is installed
+    for command in exports:
+        _run(command, sandbox)
+    monkeypatch.chdir(sandbox)
+    namespace: dict = {}
+    exec(compile(_blocks()[("Torch-free inference (ONNX)", 1)], "README.md", "exec"), namespace)
+    reference = voxvec.load(device="cpu", precision="float32")
+    files = [namespace["a1"], namespace["a2"]]
+    np.testing.assert_allclose(namespace["emb"], reference.embed(files), atol=1e-4)
+    assert namespace["same"] is True and namespace["small"].precision == "int8"
+    sizes = [(sandbox / f"voxvec-default{s}.onnx").stat().st_size for s in ("", "-int8")]
+    assert round(sizes[0] / 1e6, 1) == 8.8 and round(sizes[1] / 1e6, 1) == 2.5
+
+
+def test_streaming_block_gives_the_offline_windows(
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(sandbox)
+    namespace: dict = {}
+    exec(compile(_blocks()[("Streaming", 0)], "README.md", "exec"), namespace)
+    embedder, result = namespace["embedder"], namespace["result"]
+    offline = embedder.embed_windows(namespace["wav"], 16000)[0]
+    np.testing.assert_array_equal(result.starts_s, offline.starts_s)
+    # The Embedder's default precision: bfloat16 rounding differs with the batch shape.
+    np.testing.assert_allclose(result.embeddings, offline.embeddings, atol=2e-3)
+    assert namespace["running"] is not None and namespace["stream"].changes
 
 
 def test_torch_hub_offline_lines_run() -> None:
