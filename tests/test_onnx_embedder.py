@@ -123,7 +123,7 @@ def test_verify_uses_the_thresholds_stored_in_the_graph(
     assert abs(score - expected_score) < TOLERANCE and same == expected_same
 
 
-def test_the_onnx_path_imports_no_torch(onnx_file: Path, speech: list[Path]) -> None:
+def test_the_onnx_path_and_streaming_import_no_torch(onnx_file: Path, speech: list[Path]) -> None:
     code = textwrap.dedent(
         f"""
         import sys
@@ -140,6 +140,14 @@ def test_the_onnx_path_imports_no_torch(onnx_file: Path, speech: list[Path]) -> 
         windows = e.embed_windows(files[0])[0]
         score, same = e.verify(files[0], files[1])
         assert emb.shape == padded.shape == (2, 256) and len(windows.embeddings) > 1
+
+        from voxvec.streaming import StreamingEmbedder
+
+        stream = StreamingEmbedder(e)
+        wav = load(files[0], 16000)
+        for start in range(0, len(wav), 4000):
+            stream.push(wav[start : start + 4000])
+        assert np.abs(stream.finish().embeddings - windows.embeddings).max() < 1e-5
         assert "torch" not in sys.modules, "torch was imported"
         print(score)
         """
