@@ -212,3 +212,20 @@ def test_devices_map_to_providers() -> None:
         onnx_providers("cuda", cpu_only)
     with pytest.raises(ValueError, match="device must be"):
         onnx_providers("tpu", with_cuda)
+
+
+def test_the_command_line_runs_onnx_models_on_the_threads_given(
+    onnx_file: Path,
+    torch_embedder: Embedder,
+    speech: list[Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from voxvec.cli import main
+
+    out = tmp_path / "emb.npy"
+    argv = ["embed", str(speech[0]), "--model", str(onnx_file), "--out", str(out), "--threads", "1"]
+    with caplog.at_level("INFO", logger="voxvec.cli.model_options"):
+        assert main([*argv, "--quiet"]) == 0
+    np.testing.assert_allclose(np.load(out), torch_embedder.embed(speech[0]), atol=TOLERANCE)
+    assert "precision float32 (auto)" in caplog.text and "threads 1" in caplog.text

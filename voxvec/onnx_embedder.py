@@ -123,6 +123,7 @@ class OnnxEmbedder(BaseEmbedder):
         path: the file.
         precision: what the graph computes in: ``"float32"``, or ``"int8"`` for a dynamically
             quantised export.
+        num_threads: onnxruntime's threads (``"auto"`` resolved), or None for its default.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -156,6 +157,7 @@ class OnnxEmbedder(BaseEmbedder):
             isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
             raise ValueError(f"num_threads must be 'auto' or a positive integer, got {threads!r}")
+        self.num_threads: int | None = threads
         ort = _onnxruntime()
         options = ort.SessionOptions()
         if threads is not None:

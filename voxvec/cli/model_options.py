@@ -104,10 +104,10 @@ def load_embedder(args: argparse.Namespace) -> Embedder:
     from voxvec.audio.vad import resolve_method
 
     resolve_method(args.vad)
-    apply_threads(args)
     embedder = voxvec.load(
         args.model,
         args.device,
+        num_threads=args.threads,  # torch's threads, or onnxruntime's for an .onnx model
         window_s=args.window_s,
         hop_s=args.hop_s,
         vad=args.vad,
@@ -123,20 +123,25 @@ def model_choices(embedder: Embedder, args: argparse.Namespace) -> dict[str, Any
 
     The ``auto`` options appear as what they resolved to, followed by ``(auto)``.
     """
-    import torch
-
     from voxvec.audio.vad import resolve_method
+    from voxvec.onnx_embedder import OnnxEmbedder
     from voxvec.weights.pretrained import DEFAULT_MODEL
 
     def chosen(value: object, option: object) -> str:
         return f"{value} (auto)" if option == "auto" else str(value)
 
+    if isinstance(embedder, OnnxEmbedder):
+        threads: object = embedder.num_threads or "onnxruntime's default"
+    else:
+        import torch
+
+        threads = torch.get_num_threads()
     return {
         "model": DEFAULT_MODEL if args.model is None else str(args.model),
         "device": chosen(embedder.device, args.device),
         "precision": chosen(embedder.precision, args.precision),
         "vad": chosen(resolve_method(args.vad), args.vad),
-        "threads": chosen(torch.get_num_threads(), args.threads),
+        "threads": chosen(threads, args.threads),
     }
 
 
