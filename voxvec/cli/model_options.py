@@ -56,7 +56,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         "-m",
         default=None,
-        help="pretrained name or bundle path (default: the default model)",
+        help="pretrained name, bundle path or exported .onnx file (default: the default model)",
     )
     parser.add_argument(
         "--device",
