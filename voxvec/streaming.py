@@ -98,7 +98,8 @@ class StreamingEmbedder:
     Attributes:
         embedder: the embedder.
         sample_rate: the rate of the chunks.
-        changes: every :class:`SpeakerChange` so far, in order.
+        changes: every :class:`SpeakerChange` so far, in order (turns are followed when
+            ``on_change`` or ``store`` is given; else this stays empty).
 
     Raises:
         ValueError: the embedder has no windows (``window_s=None``) or its VAD is on; a bad
@@ -130,8 +131,8 @@ class StreamingEmbedder:
         if batch_size < 1 or margin < 0:
             raise ValueError(f"need batch_size >= 1 and margin >= 0, got {batch_size}, {margin}")
         self.embedder = embedder
-        self.sample_rate = embedder.sample_rate if sample_rate is None else sample_rate
-        self.sample_rate = io.check_rate(self.sample_rate, "sample_rate")
+        rate = embedder.sample_rate if sample_rate is None else sample_rate
+        self.sample_rate = io.check_rate(rate, "sample_rate")
         self._window, self._hop = embedder.window, embedder.hop
         self._resampler = None
         if self.sample_rate != embedder.sample_rate:
