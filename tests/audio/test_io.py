@@ -385,3 +385,69 @@ def test_decoding_memory_is_the_result_plus_one_block(tmp_path: Path) -> None:
     np.testing.assert_array_equal(wav, expected)
     assert len(wav) == 16000 * seconds
     assert peak < result_bytes + decoded_bytes / 4, (peak, result_bytes, decoded_bytes)
+
+
+def with_flac_length(path: Path, n_frames: int) -> None:
+    """Rewrite the 36-bit total-frame count in a FLAC's STREAMINFO (0 means "unknown", as in a
+    streamed recording)."""
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO is the first block
+    field = int.from_bytes(data[21:26], "big") & ~((1 << 36) - 1)
+    data[21:26] = (field | n_frames).to_bytes(5, "big")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("channels", "target"), [(1, 16000), (2, 8000)])
+def test_a_flac_whose_header_gives_no_length_decodes_whole(
+    tmp_path: Path, channels: int, target: int
+) -> None:
+    """libsndfile reports such a file as 2**63 - 1 frames long; it used to fail with numpy's
+    'Maximum allowed dimension exceeded', naming no file."""
+    rng = np.random.default_rng(0)
+    frames = (0.1 * rng.standard_normal((300_001, channels))).astype(np.float32)
+    path = tmp_path / "streamed.flac"
+    sf.write(path, frames, 16000)
+    expected = load(path, target)
+    with_flac_length(path, 0)
+    with sf.SoundFile(path) as f:
+        assert f.frames >= 2**62
+    np.testing.assert_array_equal(load(path, target), expected)
+    np.testing.assert_array_equal(read(path)[0], read(path)[0])
+    assert len(read(path)[0]) == 300_001
+
+
+@pytest.mark.parametrize("claimed", [500_000, (1 << 36) - 1])
+def test_a_flac_shorter_than_its_header_is_refused_without_allocating_the_claim(
+    tmp_path: Path, claimed: int
+) -> None:
+    """A 36-bit count can claim 2**36 frames (256 GiB of float32): the output is sized by the
+    file, and the file is reported truncated instead of padded or a MemoryError."""
+    import tracemalloc
+
+    path = tmp_path / "liar.flac"
+    sf.write(path, np.zeros(20_000, np.float32), 16000)
+    with_flac_length(path, claimed)
+    tracemalloc.start()
+    try:
+        with pytest.raises(AudioError, match=rf"liar\.flac' is truncated.*gives {claimed} frames"):
+            load(path, 16000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, peak
+
+
+def test_a_truncated_mp3_gives_what_decodes_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MP3 lengths may be estimates, so a short decode is used (with a warning), never padded
+    with stale samples up to the header's count."""
+    path = tmp_path / "cut.mp3"
+    sf.write(path, tone(440, 16000, seconds=3.0), 16000, format="MP3")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="voxvec.audio.io"):
+        wav, _ = read(path)
+    assert "cut.mp3': its header gives 48000 frames" in caplog.text
+    assert 16000 < len(wav) < 32000
+    assert peak_hz(wav[2000:-2000], 16000) == pytest.approx(440, abs=5)

@@ -41,7 +41,12 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 1_000_000
 """Highest sample rate in Hz voxvec accepts (studio audio goes up to 768 kHz)."""
 
-_BLOCK_FRAMES = 1 << 17  # frames decoded at a time: about 2.7 s at 48 kHz
+_BLOCK_SAMPLES = 1 << 18  # samples decoded at a time (all channels): 2.7 s of 48 kHz stereo
+# A header's frame count sizes the output only up to this many frames per byte of file (FLAC of
+# digital silence reaches about 350): a header may lie, or give no length at all (libsndfile then
+# reports the largest count, 2**63 - 1), and the output grows as the decoded frames arrive.
+_MAX_FRAMES_PER_BYTE = 1024
+_UNKNOWN_FRAMES = 2**62
 
 
 class AudioError(ValueError):
@@ -128,8 +133,8 @@ def read(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         AudioError: ``path`` is not a regular file, cannot be decoded (corrupt or unsupported
-            format), has an implausible sample rate, holds zero samples, or holds NaN or
-            infinite samples.
+            format, or a FLAC that ends before its header's length), has an implausible sample
+            rate, holds zero samples, or holds NaN or infinite samples.
     """
     wav, sample_rate, _ = _decode(Path(path), None)
     return wav, sample_rate
@@ -177,10 +182,12 @@ def _decode(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, float
                 if target == native
                 else soxr.ResampleStream(native, target, 1, dtype="float32", quality="HQ")
             )
-            # The header's frame count sizes the output; it grows if the count was wrong.
-            out = np.empty(max(1, math.ceil(max(f.frames, 0) * target / native)) + 64, np.float32)
+            header_frames = f.frames if f.frames < _UNKNOWN_FRAMES else None
+            frames = min(header_frames or 0, path.stat().st_size * _MAX_FRAMES_PER_BYTE)
+            out = np.empty(math.ceil(frames * target / native) + 64, np.float32)
             filled, peak, position = 0, 0.0, 0
-            for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            block_frames = max(1, _BLOCK_SAMPLES // f.channels)
+            while (block := _read_block(f, block_frames)).size:
                 mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
                 finite = np.isfinite(mono)
                 if not finite.all():
@@ -188,19 +195,45 @@ def _decode(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, float
                         f"'{path}': holds NaN or infinite samples (first at sample "
                         f"{position + int(np.argmin(finite))})"
                     )
-                if mono.size:
-                    peak = max(peak, float(np.abs(mono).max()))
+                peak = max(peak, float(np.abs(mono).max()))
                 position += mono.size
                 chunk = mono if stream is None else stream.resample_chunk(mono, last=False)
                 out, filled = _append(out, filled, chunk)
             if stream is not None:
                 tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
                 out, filled = _append(out, filled, tail)
+            if header_frames is not None and 0 < position < header_frames:
+                _short_decode(path, f.format, header_frames, position)
     except (sf.SoundFileError, RuntimeError) as e:
         raise _decode_error(path, e) from e
     if position == 0:
         raise AudioError(f"'{path}' holds no audio (zero-length)")
     return out[:filled], native, peak
+
+
+def _read_block(f: sf.SoundFile, n_frames: int) -> np.ndarray:
+    """The next (up to) ``n_frames`` frames of ``f``, float32 ``(frames, channels)``; empty at
+    the end of the stream.
+
+    libsndfile is called directly: ``SoundFile.read`` seeks to its own count after every read,
+    and that seek fails at the end of a FLAC whose header gives no length (a streamed
+    recording) or too long a one, losing the last block (``SoundFile.blocks`` also pads a short
+    last block with stale samples up to the header's count).
+    """
+    block = np.empty((n_frames, f.channels), np.float32)
+    read = sf._snd.sf_readf_float(f._file, sf._ffi.cast("float *", block.ctypes.data), n_frames)
+    sf._error_check(f._errorcode)
+    return block[: max(read, 0)]
+
+
+def _short_decode(path: Path, container: str, header_frames: int, decoded_frames: int) -> None:
+    """A file decoded to fewer frames than its header gives: an error for FLAC (whose header
+    count is exact, so the file is truncated or corrupt), a warning for the formats whose count
+    may be an estimate (MP3)."""
+    detail = f"its header gives {header_frames} frames, only {decoded_frames} decode"
+    if container == "FLAC":
+        raise AudioError(f"'{path}' is truncated or corrupt: {detail}")
+    logger.warning("'%s': %s (truncated?); using those", path, detail)
 
 
 def _append(out: np.ndarray, filled: int, chunk: np.ndarray) -> tuple[np.ndarray, int]:
