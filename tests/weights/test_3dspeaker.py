@@ -66,6 +66,7 @@ def test_official_file_is_detected_and_loads_exactly(official_file) -> None:  # 
     assert detect_converter(path) == "3dspeaker"
     loaded, card = load_model(path)
     assert loaded.arch == "campplus" and card["source"] == str(path)
+    assert "thresholds" not in card  # not the named model's file: none of its card
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     wav = 0.1 * torch.randn(1, 8000, generator=torch.Generator().manual_seed(1))
@@ -149,3 +150,6 @@ def test_spec_pins_the_official_file(campplus_checkpoint: Path) -> None:
     assert spec.sha256 is not None and len(spec.sha256) == 64
     assert hashlib.sha256(campplus_checkpoint.read_bytes()).hexdigest() == spec.sha256
     assert spec.filename == campplus_checkpoint.name and spec.converter == "3dspeaker"
+    _, card = load_model(campplus_checkpoint)  # loaded by path, the named model's card
+    assert card["name"] == "campplus-zh-en" and card["source"] == str(campplus_checkpoint)
+    assert card["thresholds"] == spec.card_fields["thresholds"]

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from voxvec.config import config_to_dict
-from voxvec.weights import load_bundle, load_model, read_bundle, save_bundle
+from voxvec.weights import load_bundle, load_model, read_bundle, save_bundle, update_card
 
 
 @pytest.mark.parametrize(
@@ -53,6 +53,23 @@ def test_bundle_header(tmp_path: Path, seeded: Callable[..., Any]) -> None:
     assert config["hidden_size"] == 4 and config["frontend"]["type"] == "logmel"
     assert json.loads(header["card"]) == {}
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
+
+
+def test_update_card_keeps_weights_and_config(
+    tmp_path: Path, seeded: Callable[..., Any], same_weights: Callable[..., Any]
+) -> None:
+    source = seeded("gru", 2, hidden_size=4)
+    path = save_bundle(source, tmp_path / "m.safetensors", {"thresholds": {"eer": 0.4}})
+    assert update_card(path, {"diarization": {"spectral": {"merge_threshold": 0.5}}}) == path
+    model, card = load_bundle(path)
+    assert card == {
+        "thresholds": {"eer": 0.4},
+        "diarization": {"spectral": {"merge_threshold": 0.5}},
+    }
+    assert model.config == source.config and same_weights(model, source)
+    with pytest.raises(ValueError, match="JSON"):
+        update_card(path, {"bad": object()})
+    assert load_bundle(path)[1] == card  # a failed update leaves the file as it was
 
 
 def test_bundle_errors(tmp_path: Path, seeded: Callable[..., Any]) -> None:

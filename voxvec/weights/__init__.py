@@ -6,7 +6,7 @@
 - :mod:`voxvec.weights.pretrained`: the named models, downloads, and :func:`load_model`.
 """
 
-from voxvec.weights.bundle import load_bundle, read_bundle, save_bundle
+from voxvec.weights.bundle import load_bundle, read_bundle, save_bundle, update_card
 from voxvec.weights.pretrained import (
     DEFAULT_MODEL,
     PretrainedSpec,
@@ -27,4 +27,5 @@ __all__ = [
     "normalize_keys",
     "read_bundle",
     "save_bundle",
+    "update_card",
 ]

@@ -51,22 +51,50 @@ def save_bundle(
     Raises:
         ValueError: ``model`` is not a registered architecture or ``card`` is not JSON.
     """
-    from safetensors.torch import save_file
-
     if not getattr(model, "arch", ""):
         raise ValueError(f"{type(model).__name__} is not a registered architecture")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return _write(path, model.arch, config_to_dict(model.config), card or {}, tensors)
+
+
+def update_card(path: str | os.PathLike, fields: Mapping[str, Any]) -> Path:
+    """Set model-card fields of a bundle in place; weights, architecture and config unchanged.
+
+    Args:
+        path: the ``.safetensors`` bundle (an older format version is rewritten as the current).
+        fields: card fields to add or replace (JSON-serialisable).
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`read_bundle`; ``fields`` not JSON.
+    """
+    header, tensors = read_bundle(path)
+    return _write(path, header["arch"], header["config"], {**header["card"], **fields}, tensors)
+
+
+def _write(
+    path: str | os.PathLike,
+    arch: str,
+    config: Mapping[str, Any],
+    card: Mapping[str, Any],
+    tensors: dict[str, Any],
+) -> Path:
+    """The bundle file: header metadata (see the module docstring) and tensors, atomically."""
+    from safetensors.torch import save_file
+
     try:
-        card_json = json.dumps(dict(card or {}))
+        card_json = json.dumps(dict(card))
     except TypeError as e:
         raise ValueError(f"the model card must be JSON-serialisable: {e}") from e
     header = {
         "format": BUNDLE_FORMAT,
         "format_version": str(BUNDLE_VERSION),
-        "arch": model.arch,
-        "config": json.dumps(config_to_dict(model.config)),
+        "arch": arch,
+        "config": json.dumps(dict(config)),
         "card": card_json,
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)

@@ -9,7 +9,7 @@
   ``.safetensors`` file;
 - a path to a file of a foreign format that a converter reads (:mod:`voxvec.weights.converters`:
   the original "simple speaker embeddings" release files, 3D-Speaker CAM++ state dicts), detected
-  by content.
+  by content; a file with the pinned sha256 of a named model gets that model's card.
 
 Downloaded files live in ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``);
 offline, copy a model's file there (or pass its path to :func:`load_model`).
@@ -363,6 +363,19 @@ def _load_spec(spec: PretrainedSpec, progress: bool) -> tuple[SpeakerEncoder, di
     return model, {**spec.card(), **card}
 
 
+def _known_card(path: Path, converter: str) -> dict[str, Any]:
+    """The card of the named model whose pinned file ``path`` is (the same converter and full
+    sha256; ``source`` is ``path``), so that a copy loaded by path has its thresholds; else {}."""
+    specs = [s for s in _SPECS.values() if s.converter == converter and len(s.sha256 or "") == 64]
+    if not specs:
+        return {}
+    digest = _sha256(path)
+    for spec in specs:
+        if spec.sha256 == digest:
+            return {**spec.card(), "source": str(path)}
+    return {}
+
+
 def load_model(
     name_or_path: str | os.PathLike | None = None, *, progress: bool = True
 ) -> tuple[SpeakerEncoder, dict[str, Any]]:
@@ -394,7 +407,8 @@ def load_model(
         if _is_safetensors(path):
             model, card = load_bundle(path)
         else:
-            model, card = _convert(path, detect_converter(path), None, {}), {}
+            converter = detect_converter(path)
+            model, card = _convert(path, converter, None, {}), _known_card(path, converter)
         return model, {"arch": model.arch, "source": str(path), **card}
     text = os.fspath(name_or_path)
     if path.exists():
