@@ -25,10 +25,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -662,18 +664,11 @@ def embed_to_file(
                         raise write_error(journal, err) from err
                     chunks[start] = chunk
                     bar.update(chunk.n)
-        done = [chunks[start] for start in sorted(chunks)]
+        done = [chunks[start] for start in sorted(chunks) if chunks[start].indices]
         indices = [i for chunk in done for i in chunk.indices]
-        failures = [failure for chunk in done for failure in chunk.failures]
-        try:
-            written = _write_result(path, inputs, done, indices)
-            if failures:
-                _write_report(report, failures)
-            elif report.exists():
-                report.unlink()
-                logger.info("removed %s, the failure report of an earlier job", report)
-        except OSError as err:
-            raise write_error(path, err) from err
+        failures = [failure for start in sorted(chunks) for failure in chunks[start].failures]
+        matrix = np.concatenate([chunk.embeddings for chunk in done]) if done else None
+        written = _write_outcome(path, inputs, indices, matrix, failures)
         journal.unlink()
     return EmbedJobReport(written, len(indices), failures, report if failures else None, n_resumed)
 
@@ -688,17 +683,378 @@ def _embed_chunk(
     return _Chunk(start, len(paths), [start + i for i in result.indices], vectors, failures)
 
 
-def _write_result(
-    path: Path, inputs: EmbeddingInputs, chunks: Sequence[_Chunk], indices: Sequence[int]
+def _write_outcome(
+    path: Path,
+    inputs: EmbeddingInputs,
+    indices: Sequence[int],
+    matrix: np.ndarray | None,
+    failures: Sequence[FailedInput],
 ) -> Path | None:
-    """Write the embeddings of ``chunks`` to ``path``; with none, remove an earlier ``path``."""
-    if not indices:
-        if path.exists():
-            path.unlink()
-            logger.warning("removed %s, the output of an earlier job: no input was embedded", path)
-        return None
-    speakers = None if inputs.speakers is None else [inputs.speakers[i] for i in indices]
-    matrix = np.concatenate([chunk.embeddings for chunk in chunks if chunk.indices])
-    write_embeddings(path, matrix, [os.fspath(inputs.paths[i]) for i in indices], speakers)
-    logger.debug("wrote %d embeddings to %s", len(indices), path)
-    return path
+    """Write a job's result: the embeddings of inputs ``indices`` (rows of ``matrix``, in input
+    order) to ``path`` and the failures to its report.
+
+    With no embedding an earlier ``path`` is removed; with no failure an earlier report is.
+
+    Returns:
+        ``path``, or None when nothing was embedded.
+
+    Raises:
+        OSError: a file cannot be written (the message names it).
+    """
+    report = side_files(path)[2]
+    try:
+        if matrix is None:
+            written = None
+            if path.exists():
+                path.unlink()
+                logger.warning(
+                    "removed %s, the output of an earlier job: no input was embedded", path
+                )
+        else:
+            speakers = None if inputs.speakers is None else [inputs.speakers[i] for i in indices]
+            ids = [os.fspath(inputs.paths[i]) for i in indices]
+            written = write_embeddings(path, matrix, ids, speakers)
+            logger.debug("wrote %d embeddings to %s", len(indices), path)
+        if failures:
+            _write_report(report, failures)
+        elif report.exists():
+            report.unlink()
+            logger.info("removed %s, the failure report of an earlier job", report)
+    except OSError as err:
+        raise write_error(path, err) from err
+    return written
+
+
+PART_FORMAT = "voxvec-embed-part"
+PART_VERSION = 1
+
+
+class JobPartsError(RuntimeError):
+    """A job shared by several processes ended without its merged output: a process's part is
+    missing (the message says which, and why), or the parts could not be merged."""
+
+
+def parts_folder(out: str | os.PathLike[str]) -> Path:
+    """Where the processes of a sharded job (:func:`embed_sharded`) keep their parts:
+    ``<out>.parts``."""
+    path = Path(out)
+    return path.with_name(path.name + ".parts")
+
+
+def part_files(out: str | os.PathLike[str], rank: int) -> tuple[Path, Path]:
+    """Process ``rank``'s part of ``out`` and its record: ``(<out>.parts/rank-RRRRR<ext>,
+    <out>.parts/rank-RRRRR.json)``.
+
+    The part is an embedding file in ``out``'s format (with its journal, lock and report beside
+    it, as for any output of :func:`embed_to_file`); the record, written once the part is
+    complete, says which inputs the part holds and which failed.
+    """
+    path = Path(out)
+    folder = parts_folder(path)
+    return folder / f"rank-{rank:05d}{path.suffix}", folder / f"rank-{rank:05d}.json"
+
+
+def shard_indices(n: int, rank: int, world_size: int, chunk_size: int = CHUNK_SIZE) -> list[int]:
+    """The inputs process ``rank`` of ``world_size`` embeds: every ``world_size``-th chunk.
+
+    The inputs are cut into the chunks of :func:`embed_to_file` (``chunk_size`` inputs from
+    position 0); chunk ``k`` goes to process ``k % world_size``. So every input is embedded in
+    the same company as in a single process (the same embeddings), and the long or short files
+    of one part of a manifest are shared out instead of falling to one process.
+
+    Args:
+        n: the number of inputs.
+        rank: the process, in [0, world_size).
+        world_size: the number of processes, >= 1.
+        chunk_size: inputs per chunk, >= 1.
+
+    Returns:
+        The positions of its inputs, ascending.
+
+    Raises:
+        ValueError: ``rank``, ``world_size`` or ``chunk_size`` is out of range.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    starts = range(rank * chunk_size, n, world_size * chunk_size)
+    return [i for start in starts for i in range(start, min(start + chunk_size, n))]
+
+
+@dataclass(frozen=True)
+class _PartRecord:
+    """What a finished part holds (the JSON record beside it)."""
+
+    fingerprint: str
+    indices: list[int]  # the inputs embedded, ascending
+    failures: list[FailedInput]  # index: the position in the whole job's inputs
+
+    def write(self, record: Path) -> None:
+        content = {
+            "format": PART_FORMAT,
+            "version": PART_VERSION,
+            "fingerprint": self.fingerprint,
+            "indices": self.indices,
+            "failures": [[f.index, f.source, f.reason] for f in self.failures],
+        }
+        try:
+            with atomic_open(record) as f:
+                json.dump(content, f)
+        except OSError as err:
+            raise write_error(record, err) from err
+
+    @classmethod
+    def read(cls, record: Path, fingerprint: str) -> _PartRecord:
+        """Raises: FileNotFoundError (no record), ValueError (damaged, or another job's)."""
+        try:
+            content = json.loads(record.read_text(encoding="utf-8"))
+            if content.get("format") != PART_FORMAT or content.get("version") != PART_VERSION:
+                raise ValueError("not a voxvec embed part record")
+            failures = [FailedInput(int(i), str(s), str(r)) for i, s, r in content["failures"]]
+            found = cls(str(content["fingerprint"]), list(map(int, content["indices"])), failures)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{record} is damaged ({err})") from None
+        if found.fingerprint != fingerprint:
+            raise ValueError(
+                f"{record} was written by a job with other inputs, settings or number of "
+                "processes; rerun that job to resume it, or run without --resume to start over"
+            )
+        return found
+
+
+def _job_fingerprint(inputs: EmbeddingInputs, job: str, chunk_size: int, world_size: int) -> str:
+    return _fingerprint(inputs, f"{job} world_size={world_size}", chunk_size)
+
+
+def embed_part(
+    embedder: SupportsIterEmbed,
+    inputs: EmbeddingInputs,
+    out: str | os.PathLike[str],
+    *,
+    rank: int,
+    world_size: int,
+    batch_size: int = 16,
+    progress: bool = False,
+    on_failure: Callable[[FailedInput], None] | None = None,
+    resume: bool = False,
+    job: str = "",
+    chunk_size: int = CHUNK_SIZE,
+) -> EmbedJobReport:
+    """Process ``rank``'s share of a job of ``world_size`` processes: its part of ``out``.
+
+    The process embeds its inputs (:func:`shard_indices`) with :func:`embed_to_file` into its
+    part (:func:`part_files`: journaled, locked, written atomically), then writes the part's
+    record. :func:`merge_parts` joins the parts into ``out``.
+
+    Args:
+        embedder, inputs, out, batch_size, progress, job, chunk_size: as for
+            :func:`embed_to_file`, with the whole job's inputs and output.
+        rank: this process, in [0, world_size).
+        world_size: the number of processes of the job.
+        on_failure: called with each failure (positions in the whole job's inputs); None logs.
+        resume: keep a finished part of the same job (nothing embedded again), or resume an
+            interrupted one from its journal. Without it the part is embedded afresh.
+
+    Returns:
+        This part's outcome: the part written (or None when none of its inputs was embedded),
+        the inputs embedded, the failures (positions in the whole job's inputs).
+
+    Raises:
+        ValueError: as for :func:`embed_to_file`, or ``rank`` is out of range, or the part to
+            resume belongs to another job.
+        OutputLockedError: another process is writing this part.
+        OSError: a file cannot be written (the message names it).
+    """
+    path = check_output(out, inputs)
+    shard = shard_indices(len(inputs.paths), rank, world_size, chunk_size)
+    part, record = part_files(path, rank)
+    fingerprint = _job_fingerprint(inputs, job, chunk_size, world_size)
+    report_failure = on_failure or (lambda f: logger.warning("%s (skipped)", f.message))
+    if resume and record.exists():
+        done = _PartRecord.read(record, fingerprint)
+        for failure in done.failures:
+            report_failure(failure)
+        logger.info("rank %d: keeping %s, finished by an earlier run of this job", rank, part)
+        return EmbedJobReport(
+            part if done.indices else None,
+            len(done.indices),
+            done.failures,
+            side_files(part)[2] if done.failures else None,
+            len(shard),
+        )
+    record.unlink(missing_ok=True)  # a record is only ever beside the part it describes
+    speakers = inputs.speakers
+    own = EmbeddingInputs(
+        [inputs.paths[i] for i in shard],
+        None if speakers is None else [speakers[i] for i in shard],
+        inputs.manifests,
+    )
+
+    def in_job(failure: FailedInput) -> FailedInput:
+        return FailedInput(shard[failure.index], failure.source, failure.reason)
+
+    result = embed_to_file(
+        embedder,
+        own,
+        part,
+        batch_size=batch_size,
+        progress=progress,
+        on_failure=lambda failure: report_failure(in_job(failure)),
+        resume=resume,
+        job=f"{job} rank={rank}/{world_size}",
+        chunk_size=chunk_size,
+    )
+    failures = [in_job(failure) for failure in result.failures]
+    failed = {failure.index for failure in failures}
+    _PartRecord(fingerprint, [i for i in shard if i not in failed], failures).write(record)
+    return EmbedJobReport(result.out, result.n_embedded, failures, result.report, result.n_resumed)
+
+
+def merge_parts(
+    inputs: EmbeddingInputs,
+    out: str | os.PathLike[str],
+    *,
+    world_size: int,
+    job: str = "",
+    chunk_size: int = CHUNK_SIZE,
+    errors: dict[int, str] | None = None,
+) -> EmbedJobReport:
+    """Join the parts of every process (:func:`embed_part`) into ``out``, in input order.
+
+    ``out`` and its failure report come out as a single process's :func:`embed_to_file` writes
+    them (the same rows, bit for bit, and one report of every failed input); then the parts
+    folder is removed. When a part is missing nothing is written and every part is kept.
+
+    Args:
+        inputs, out, job, chunk_size: those of the job, as given to :func:`embed_part`.
+        world_size: the number of processes of the job.
+        errors: why a process failed, by rank, for the message about its missing part.
+
+    Returns:
+        What was written and what failed (``n_resumed`` is 0: see the parts' reports).
+
+    Raises:
+        JobPartsError: a part is missing or from another job (each one named, with why).
+        OutputLockedError: another job is writing ``out``.
+        ValueError: ``out`` is not a valid output, or a part does not hold what its record says.
+        OSError: a file cannot be written (the message names it).
+    """
+    path = check_output(out, inputs)
+    fingerprint = _job_fingerprint(inputs, job, chunk_size, world_size)
+    errors = errors or {}
+    with output_lock(path):
+        records: list[_PartRecord] = []
+        missing: list[str] = []
+        for rank in range(world_size):
+            part, record = part_files(path, rank)
+            try:
+                records.append(_PartRecord.read(record, fingerprint))
+            except FileNotFoundError:
+                why = errors.get(rank, "the process did not finish it")
+                missing.append(f"rank {rank} ({part.name}): {why}")
+            except ValueError as err:
+                missing.append(f"rank {rank}: {err}")
+        if missing:
+            kept = world_size - len(missing)
+            raise JobPartsError(
+                f"{path} not written: {len(missing)} of {world_size} parts missing: "
+                f"{'; '.join(missing)}. The {kept} finished parts are kept in "
+                f"{parts_folder(path)}: run the same command with --resume to embed only the rest"
+            )
+        indices: list[int] = []
+        matrices: list[np.ndarray] = []
+        for rank, found in enumerate(records):
+            if found.indices:
+                part = part_files(path, rank)[0]
+                table = read_embeddings(part)
+                ids = [os.fspath(inputs.paths[i]) for i in found.indices]
+                if len(table.embeddings) != len(ids) or table.ids not in (None, ids):
+                    raise ValueError(
+                        f"{part} does not hold the {len(ids)} inputs its record lists; delete "
+                        f"{parts_folder(path)} and run the job again"
+                    )
+                indices.extend(found.indices)
+                matrices.append(table.embeddings)
+        order = np.argsort(indices, kind="stable")
+        matrix = np.concatenate(matrices)[order] if matrices else None
+        failures = sorted((f for found in records for f in found.failures), key=lambda f: f.index)
+        written = _write_outcome(path, inputs, [indices[k] for k in order], matrix, failures)
+        shutil.rmtree(parts_folder(path))
+    report = side_files(path)[2] if failures else None
+    return EmbedJobReport(written, len(indices), failures, report)
+
+
+def embed_sharded(
+    embedder: SupportsIterEmbed,
+    inputs: EmbeddingInputs,
+    out: str | os.PathLike[str],
+    *,
+    rank: int,
+    world_size: int,
+    gather: Callable[[Any], list[Any]],
+    batch_size: int = 16,
+    progress: bool = False,
+    on_failure: Callable[[FailedInput], None] | None = None,
+    resume: bool = False,
+    job: str = "",
+    chunk_size: int = CHUNK_SIZE,
+) -> EmbedJobReport:
+    """The batch job of :func:`embed_to_file` shared by ``world_size`` processes.
+
+    Every process of the job calls this with the same inputs and options. Each embeds its
+    part (:func:`embed_part`); when all are done, rank 0 merges them into ``out``
+    (:func:`merge_parts`) and every process returns (or raises) rank 0's outcome. A process
+    that fails leaves the others' parts in place, and the merge names the missing part; a
+    rerun with ``resume=True`` keeps the finished parts and embeds only the rest.
+
+    Args:
+        embedder, inputs, out, batch_size, progress, on_failure, resume, job, chunk_size: as for
+            :func:`embed_part`.
+        rank: this process, in [0, world_size).
+        world_size: the number of processes of the job.
+        gather: the collective: called by every process with an object, returns every
+            process's, by rank (:func:`voxvec.distributed.all_gather_objects`). It is called
+            twice, after the parts and after the merge.
+
+    Returns:
+        The merged job's outcome (``n_resumed`` counts every part's), the same on every process.
+
+    Raises:
+        JobPartsError: on every process, when ``out`` was not written; rank 0's message says
+            why (which part is missing and why, or why the merge failed).
+    """
+    outcome: EmbedJobReport | str
+    try:
+        outcome = embed_part(
+            embedder,
+            inputs,
+            out,
+            rank=rank,
+            world_size=world_size,
+            batch_size=batch_size,
+            progress=progress,
+            on_failure=on_failure,
+            resume=resume,
+            job=job,
+            chunk_size=chunk_size,
+        )
+    except (OSError, ValueError, RuntimeError) as err:
+        logger.error("rank %d: %s", rank, err)
+        outcome = str(err)
+    outcomes = gather(outcome)
+    merged: EmbedJobReport | str | None = None
+    if rank == 0:
+        errors = {r: o for r, o in enumerate(outcomes) if isinstance(o, str)}
+        try:
+            result = merge_parts(
+                inputs, out, world_size=world_size, job=job, chunk_size=chunk_size, errors=errors
+            )
+            resumed = sum(o.n_resumed for o in outcomes if isinstance(o, EmbedJobReport))
+            merged = dataclasses.replace(result, n_resumed=resumed)
+        except (OSError, ValueError, RuntimeError) as err:
+            merged = str(err)
+    merged = gather(merged)[0]
+    if isinstance(merged, EmbedJobReport):
+        return merged
+    raise JobPartsError(merged if rank == 0 else f"rank {rank}: {out} not written (see rank 0)")
