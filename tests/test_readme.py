@@ -33,7 +33,8 @@ NOT_RUN = {
     ("HTTP service", 0): "starts a server; tests/serve runs the real one",
     ("Training", 0): "placeholder corpora under /data",
     ("Training", 1): "placeholder manifests (mine/train.csv); tests/train fine-tunes",
-    ("Training", 2): "torchrun on several GPUs or machines",
+    ("Training", 2): "trains the default model for an hour; tests/train distils",
+    ("Training", 3): "torchrun on several GPUs or machines",
     ("Torch-free inference (ONNX)", 0): "run with its Python block (pip lines excepted)",
     ("Streaming", 1): "needs a microphone and sounddevice",
 }
