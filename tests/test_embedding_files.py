@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,14 +23,22 @@ from voxvec.data.manifest import ManifestItem, write_manifest
 from voxvec.embedding_files import (
     OUTPUT_FORMATS,
     EmbeddingInputs,
+    EmbedJobReport,
     FailedInput,
+    JobPartsError,
     OutputLockedError,
     check_output,
     collect_inputs,
     embed_many,
+    embed_part,
+    embed_sharded,
     embed_to_file,
+    merge_parts,
     output_lock,
+    part_files,
+    parts_folder,
     read_embeddings,
+    shard_indices,
     side_files,
     write_embeddings,
 )
@@ -496,3 +505,162 @@ def test_symlink_loops_end_and_every_real_file_is_found_once(tree, names) -> Non
             (folders[a] / f"link{n}").symlink_to(folders[b], target_is_directory=True)
         found = collect_inputs([folders[0]]).paths
         assert sorted(p.resolve() for p in found) == sorted(p.resolve() for p in real)
+
+
+# --------------------------------------------------------------------------- sharded job
+
+
+@settings(deadline=None)
+@given(st.integers(0, 200), st.integers(1, 9), st.integers(1, 20))
+def test_shards_are_whole_chunks_dealt_in_turn_and_cover_every_input_once(
+    n: int, world_size: int, chunk_size: int
+) -> None:
+    shards = [shard_indices(n, rank, world_size, chunk_size) for rank in range(world_size)]
+    assert sorted(i for shard in shards for i in shard) == list(range(n))
+    for rank, shard in enumerate(shards):
+        assert shard == sorted(shard)
+        assert all((i // chunk_size) % world_size == rank for i in shard)
+
+
+def test_shard_arguments_out_of_range_are_refused() -> None:
+    with pytest.raises(ValueError, match="rank 2 of 2"):
+        shard_indices(10, 2, 2)
+    with pytest.raises(ValueError, match="chunk_size"):
+        shard_indices(10, 0, 2, 0)
+
+
+@pytest.mark.parametrize("suffix", OUTPUT_FORMATS)
+def test_merged_parts_are_the_single_process_output(tmp_path: Path, suffix: str) -> None:
+    inputs, table = _job(tmp_path, n=11)
+    single = embed_to_file(TableEmbedder(table), inputs, tmp_path / f"one{suffix}", chunk_size=2)
+    out = tmp_path / f"three{suffix}"
+    seen: list[FailedInput] = []
+    for rank in range(3):
+        embedder = TableEmbedder(table)
+        part = embed_part(
+            embedder, inputs, out, rank=rank, world_size=3, chunk_size=2, on_failure=seen.append
+        )
+        assert embedder.calls == [
+            [str(inputs.paths[i]) for i in range(start, min(start + 2, 11))]
+            for start in range(2 * rank, 11, 6)
+        ]
+        assert part.out == part_files(out, rank)[0]
+    assert sorted(f.index for f in seen) == [3, 8]  # positions in the whole job
+
+    merged = merge_parts(inputs, out, world_size=3, chunk_size=2)
+
+    assert merged.n_embedded == single.n_embedded == 9
+    assert merged.failures == single.failures and [f.index for f in merged.failures] == [3, 8]
+    a, b = read_embeddings(tmp_path / f"one{suffix}"), read_embeddings(out)
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    assert (a.ids, a.speakers) == (b.ids, b.speakers)
+    if suffix != ".npz":  # zip members carry a time stamp
+        assert (tmp_path / f"one{suffix}").read_bytes() == out.read_bytes()
+    assert side_files(out)[2].read_bytes() == side_files(tmp_path / f"one{suffix}")[2].read_bytes()
+    assert not parts_folder(out).exists()
+
+
+def test_a_missing_part_is_named_the_others_kept_and_resume_embeds_only_it(
+    tmp_path: Path,
+) -> None:
+    inputs, table = _job(tmp_path)
+    out = tmp_path / "emb.npz"
+    for rank in (0, 2):
+        embed_part(TableEmbedder(table), inputs, out, rank=rank, world_size=3, chunk_size=2)
+    kept = {rank: part_files(out, rank)[0].read_bytes() for rank in (0, 2)}
+
+    with pytest.raises(JobPartsError) as err:
+        merge_parts(inputs, out, world_size=3, chunk_size=2, errors={1: "disk full"})
+    assert "1 of 3 parts missing: rank 1 (rank-00001.npz): disk full" in str(err.value)
+    assert "--resume" in str(err.value) and not out.exists()
+    assert {rank: part_files(out, rank)[0].read_bytes() for rank in (0, 2)} == kept
+
+    again = TableEmbedder(table)
+    reports = [
+        embed_part(again, inputs, out, rank=rank, world_size=3, chunk_size=2, resume=True)
+        for rank in range(3)
+    ]
+    assert again.calls == [[str(inputs.paths[i]) for i in pair] for pair in ((2, 3), (8, 9))]
+    assert [r.n_resumed for r in reports] == [4, 0, 2]  # rank 1's chunks only were embedded
+    merge_parts(inputs, out, world_size=3, chunk_size=2)
+    single = embed_to_file(TableEmbedder(table), inputs, tmp_path / "one.npz", chunk_size=2)
+    a, b = read_embeddings(tmp_path / "one.npz"), read_embeddings(out)
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    assert (a.ids, a.speakers) == (b.ids, b.speakers) and single.n_embedded == 8
+
+
+def test_parts_of_another_job_are_refused(tmp_path: Path) -> None:
+    inputs, table = _job(tmp_path)
+    out = tmp_path / "emb.csv"
+    for rank in range(2):
+        embed_part(TableEmbedder(table), inputs, out, rank=rank, world_size=2, chunk_size=2)
+    with pytest.raises(JobPartsError, match="other inputs, settings or number of processes"):
+        merge_parts(inputs, out, world_size=2, chunk_size=2, job="model=other")
+    with pytest.raises(ValueError, match="other inputs, settings or number of processes"):
+        embed_part(TableEmbedder(table), inputs, out, rank=0, world_size=3, resume=True)
+    part_files(out, 1)[1].write_text("{not json")
+    with pytest.raises(JobPartsError, match=r"rank 1: .*rank-00001.json is damaged"):
+        merge_parts(inputs, out, world_size=2, chunk_size=2)
+
+
+class Group:
+    """The processes of a job as threads: ``gather`` is an all-gather between them."""
+
+    def __init__(self, world_size: int) -> None:
+        self.barrier = threading.Barrier(world_size)
+        self.slots: list[object] = [None] * world_size
+
+    def gather(self, rank: int, obj: object) -> list[object]:
+        self.slots[rank] = obj
+        self.barrier.wait(timeout=60)
+        gathered = list(self.slots)
+        self.barrier.wait(timeout=60)
+        return gathered
+
+
+def _run_sharded(
+    inputs: EmbeddingInputs, out: Path, embedders: list[TableEmbedder], resume: bool = False
+) -> list[object]:
+    """``embed_sharded`` in one thread per rank: each rank's report, or the error it raised."""
+    group = Group(len(embedders))
+    outcomes: list[object] = [None] * len(embedders)
+
+    def rank_main(rank: int) -> None:
+        try:
+            outcomes[rank] = embed_sharded(
+                embedders[rank], inputs, out, rank=rank, world_size=len(embedders),
+                gather=lambda obj: group.gather(rank, obj), chunk_size=2, resume=resume,
+            )  # fmt: skip
+        except JobPartsError as err:
+            outcomes[rank] = err
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(len(embedders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_a_failing_process_is_reported_by_rank_0_and_a_rerun_resumes(tmp_path: Path) -> None:
+    inputs, table = _job(tmp_path, n=10)
+    out = tmp_path / "emb.npy"
+    with output_lock(part_files(out, 1)[0]):  # another job holds rank 1's part
+        outcomes = _run_sharded(inputs, out, [TableEmbedder(table), TableEmbedder(table)])
+    assert all(isinstance(o, JobPartsError) for o in outcomes)
+    assert re.search(
+        r"rank 1 \(rank-00001.npy\): .* is being written by another job", str(outcomes[0])
+    )
+    assert str(outcomes[1]) == f"rank 1: {out} not written (see rank 0)"
+    assert not out.exists() and part_files(out, 0)[1].is_file()
+
+    embedders = [TableEmbedder(table), TableEmbedder(table)]
+    outcomes = _run_sharded(inputs, out, embedders, resume=True)
+    assert embedders[0].calls == []  # rank 0's part was kept
+    assert outcomes[0] == outcomes[1]
+    report = outcomes[0]
+    assert isinstance(report, EmbedJobReport) and report.out == out
+    assert report.n_embedded == 8 and report.n_resumed == 6  # rank 0's inputs, kept
+    assert [f.index for f in report.failures] == [3, 8]
+    expected = np.stack([table[p.name] for p in inputs.paths if p.name in table])
+    np.testing.assert_array_equal(read_embeddings(out).embeddings, expected)
