@@ -27,6 +27,7 @@ README = REPO / "README.md"
 NOT_RUN = {
     ("Quick start", 1): "installs and runs this test suite",
     ("Command line", 0): "placeholder files (recordings/, a.wav, long.wav ...)",
+    ("Command line", 1): "torchrun over machines; tests/cli/test_embed_torchrun runs 2 processes",
     ("Who is this?", 0): "placeholder files (alice1.wav, unknown.wav, labelled.csv ...)",
     ("Who spoke when?", 0): "placeholder recordings (meeting.wav, call.wav); see tests/cli",
     ("Who spoke when?", 1): "placeholder model path and recording; see tests/apps",
