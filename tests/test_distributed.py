@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from voxvec.distributed import cpu_threads_per_process, init_distributed
+from voxvec.distributed import cpu_threads_per_process, init_distributed, resolve_device
 
 
 def test_torchrun_variables_give_the_rank_and_the_processes_on_this_machine(monkeypatch):
@@ -37,3 +37,11 @@ def test_cpu_threads_share_the_cores_among_the_processes_of_a_machine(
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     assert cpu_threads_per_process(init_distributed("cpu")) == expected
+
+
+def test_a_process_without_its_own_gpu_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="local rank 2.* 2 GPUs: start at most one process per"):
+        resolve_device("auto", local_rank=2)

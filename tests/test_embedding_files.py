@@ -9,7 +9,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -604,13 +604,21 @@ def test_parts_of_another_job_are_refused(tmp_path: Path) -> None:
 
 
 class Group:
-    """The processes of a job as threads: ``gather`` is an all-gather between them."""
+    """The processes of a job as threads: ``gather`` is an all-gather between them.
 
-    def __init__(self, world_size: int) -> None:
+    ``before[k]`` runs in rank 1 as it enters its ``k``-th gather.
+    """
+
+    def __init__(self, world_size: int, before: dict[int, Callable[[], object]]) -> None:
         self.barrier = threading.Barrier(world_size)
         self.slots: list[object] = [None] * world_size
+        self.before = before
+        self.n_calls = 0
 
     def gather(self, rank: int, obj: object) -> list[object]:
+        if rank == 1:
+            self.n_calls += 1
+            self.before.get(self.n_calls, lambda: None)()
         self.slots[rank] = obj
         self.barrier.wait(timeout=60)
         gathered = list(self.slots)
@@ -619,16 +627,22 @@ class Group:
 
 
 def _run_sharded(
-    inputs: EmbeddingInputs, out: Path, embedders: list[TableEmbedder], resume: bool = False
+    inputs: EmbeddingInputs | list[EmbeddingInputs],
+    out: Path,
+    embedders: list[TableEmbedder],
+    resume: bool = False,
+    before: dict[int, Callable[[], object]] | None = None,
 ) -> list[object]:
-    """``embed_sharded`` in one thread per rank: each rank's report, or the error it raised."""
-    group = Group(len(embedders))
+    """``embed_sharded`` in one thread per rank (each with its ``inputs`` when a list): each
+    rank's report, or the error it raised."""
+    group = Group(len(embedders), before or {})
     outcomes: list[object] = [None] * len(embedders)
+    seen = inputs if isinstance(inputs, list) else [inputs] * len(embedders)
 
     def rank_main(rank: int) -> None:
         try:
             outcomes[rank] = embed_sharded(
-                embedders[rank], inputs, out, rank=rank, world_size=len(embedders),
+                embedders[rank], seen[rank], out, rank=rank, world_size=len(embedders),
                 gather=lambda obj: group.gather(rank, obj), chunk_size=2, resume=resume,
             )  # fmt: skip
         except JobPartsError as err:
@@ -664,3 +678,26 @@ def test_a_failing_process_is_reported_by_rank_0_and_a_rerun_resumes(tmp_path: P
     assert [f.index for f in report.failures] == [3, 8]
     expected = np.stack([table[p.name] for p in inputs.paths if p.name in table])
     np.testing.assert_array_equal(read_embeddings(out).embeddings, expected)
+
+
+def test_processes_that_see_other_inputs_are_refused_before_any_work(tmp_path: Path) -> None:
+    inputs, table = _job(tmp_path)
+    assert inputs.speakers is not None
+    fewer = EmbeddingInputs(inputs.paths[:-1], inputs.speakers[:-1], inputs.manifests)
+    embedders = [TableEmbedder(table), TableEmbedder(table)]
+    outcomes = _run_sharded([inputs, fewer], tmp_path / "emb.npz", embedders)
+    for outcome in outcomes:
+        assert isinstance(outcome, JobPartsError)
+        assert str(outcome).startswith("the processes of ranks 1 see other inputs than rank 0")
+    assert embedders[0].calls == embedders[1].calls == []
+
+
+def test_a_part_written_where_rank_0_cannot_see_it_is_named_so(tmp_path: Path) -> None:
+    inputs, table = _job(tmp_path)
+    out = tmp_path / "emb.csv"
+    hide = part_files(out, 1)[1].unlink  # as if rank 1 wrote it on its own machine's disk
+    outcomes = _run_sharded(inputs, out, [TableEmbedder(table)] * 2, before={2: hide})
+    assert isinstance(outcomes[0], JobPartsError)
+    assert "rank 1 (rank-00001.csv): its process finished it, but rank 0 does not see it" in str(
+        outcomes[0]
+    )

@@ -81,6 +81,12 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
             raise ValueError(f"device {device!r} asked for, but CUDA is not available")
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank)
+        if resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {resolved} asked for (device {device!r}, local rank {local_rank}), but "
+                f"this machine has {torch.cuda.device_count()} GPUs: start at most one process "
+                "per GPU (torchrun --nproc-per-node)"
+            )
     return resolved
 
 

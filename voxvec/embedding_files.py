@@ -729,6 +729,11 @@ PART_FORMAT = "voxvec-embed-part"
 PART_VERSION = 1
 
 
+# Why merge_parts may miss a part that its process wrote: the parts folder is not on a file
+# system that every machine of the job shares.
+_NOT_VISIBLE = "its process finished it, but rank 0 does not see it: every machine must share"
+
+
 class JobPartsError(RuntimeError):
     """A job shared by several processes ended without its merged output: a process's part is
     missing (the message says which, and why), or the parts could not be merged."""
@@ -1015,15 +1020,24 @@ def embed_sharded(
         world_size: the number of processes of the job.
         gather: the collective: called by every process with an object, returns every
             process's, by rank (:func:`voxvec.distributed.all_gather_objects`). It is called
-            twice, after the parts and after the merge.
+            three times: before the parts (every process must see the same inputs), after
+            them and after the merge.
 
     Returns:
         The merged job's outcome (``n_resumed`` counts every part's), the same on every process.
 
     Raises:
-        JobPartsError: on every process, when ``out`` was not written; rank 0's message says
-            why (which part is missing and why, or why the merge failed).
+        JobPartsError: on every process, when the processes see different inputs (nothing is
+            embedded) or ``out`` was not written; rank 0's message says why (which part is
+            missing and why, or why the merge failed).
     """
+    fingerprints = gather(_job_fingerprint(inputs, job, chunk_size, world_size))
+    differ = [r for r, f in enumerate(fingerprints) if f != fingerprints[0]]
+    if differ:
+        raise JobPartsError(
+            f"the processes of ranks {', '.join(map(str, differ))} see other inputs than rank 0 "
+            "(every machine must see the same inputs at the same paths); nothing was embedded"
+        )
     outcome: EmbedJobReport | str
     try:
         outcome = embed_part(
@@ -1045,7 +1059,10 @@ def embed_sharded(
     outcomes = gather(outcome)
     merged: EmbedJobReport | str | None = None
     if rank == 0:
-        errors = {r: o for r, o in enumerate(outcomes) if isinstance(o, str)}
+        errors = {
+            r: o if isinstance(o, str) else f"{_NOT_VISIBLE} {parts_folder(out)}"
+            for r, o in enumerate(outcomes)
+        }
         try:
             result = merge_parts(
                 inputs, out, world_size=world_size, job=job, chunk_size=chunk_size, errors=errors

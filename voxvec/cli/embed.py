@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
         options = {
             "batch_size": args.batch_size,
-            "progress": not args.quiet and sys.stderr.isatty(),
+            "progress": not args.quiet and sys.stderr.isatty() and info.is_main,
             "on_failure": report,
             "resume": args.resume,
             "chunk_size": args.chunk_size,
