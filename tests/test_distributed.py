@@ -45,3 +45,5 @@ def test_a_process_without_its_own_gpu_is_refused(monkeypatch):
     assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)
     with pytest.raises(ValueError, match="local rank 2.* 2 GPUs: start at most one process per"):
         resolve_device("auto", local_rank=2)
+    with pytest.raises(ValueError, match=r"cuda:5 asked for, but this machine has 2 GPUs$"):
+        resolve_device("cuda:5")

@@ -560,6 +560,20 @@ def test_merged_parts_are_the_single_process_output(tmp_path: Path, suffix: str)
     assert not parts_folder(out).exists()
 
 
+def test_processes_beyond_the_chunks_write_empty_parts(tmp_path: Path) -> None:
+    inputs, table = _job(tmp_path)
+    out = tmp_path / "emb.npy"
+    reports = [
+        embed_part(TableEmbedder(table), inputs, out, rank=rank, world_size=7, chunk_size=2)
+        for rank in range(7)
+    ]
+    assert [r.out is None for r in reports] == [False] * 5 + [True] * 2
+    merged = merge_parts(inputs, out, world_size=7, chunk_size=2)
+    single = embed_to_file(TableEmbedder(table), inputs, tmp_path / "one.npy", chunk_size=2)
+    assert merged.n_embedded == 8 and out.read_bytes() == (tmp_path / "one.npy").read_bytes()
+    assert merged.failures == single.failures
+
+
 def test_a_missing_part_is_named_the_others_kept_and_resume_embeds_only_it(
     tmp_path: Path,
 ) -> None:

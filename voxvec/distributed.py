@@ -79,13 +79,15 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but CUDA is not available")
-        if resolved.index is None:
+        by_rank = resolved.index is None
+        if by_rank:
             resolved = torch.device("cuda", local_rank)
-        if resolved.index >= torch.cuda.device_count():
+        n_gpus = torch.cuda.device_count()
+        if resolved.index >= n_gpus:
+            hint = ": start at most one process per GPU (torchrun --nproc-per-node)"
             raise ValueError(
-                f"device {resolved} asked for (device {device!r}, local rank {local_rank}), but "
-                f"this machine has {torch.cuda.device_count()} GPUs: start at most one process "
-                "per GPU (torchrun --nproc-per-node)"
+                f"device {resolved} asked for{f' (local rank {local_rank})' if by_rank else ''}, "
+                f"but this machine has {n_gpus} GPUs{hint if by_rank else ''}"
             )
     return resolved
 
