@@ -18,6 +18,12 @@ are embedded in fixed chunks and each finished chunk is appended to a journal be
 writes the same file an uninterrupted run writes. A lock file (``<out>.lock``) keeps a second
 job from writing the same output at the same time, and every failed input is listed with its
 reason in a report (``<out>.failed.csv``).
+
+:func:`embed_sharded` is the same job shared by the processes of ``torchrun``: the chunks are
+dealt out in turn (:func:`shard_indices`), each process writes its part with
+:func:`embed_part` (``<out>.parts/rank-RRRRR<ext>``, an output like any other, so it is
+journaled, locked and resumable), and rank 0 joins the parts with :func:`merge_parts` into the
+``out`` and report a single process writes.
 """
 
 from __future__ import annotations
@@ -1035,8 +1041,9 @@ def embed_sharded(
     differ = [r for r, f in enumerate(fingerprints) if f != fingerprints[0]]
     if differ:
         raise JobPartsError(
-            f"the processes of ranks {', '.join(map(str, differ))} see other inputs than rank 0 "
-            "(every machine must see the same inputs at the same paths); nothing was embedded"
+            f"the processes of ranks {', '.join(map(str, differ))} see other inputs or settings "
+            "than rank 0 (every machine must see the same inputs at the same paths, and resolve "
+            "the options, e.g. precision auto, alike); nothing was embedded"
         )
     outcome: EmbedJobReport | str
     try:

@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted run from OUT.partial (the same inputs and options)",
+        help="continue an interrupted run from OUT.partial (the same inputs and options; "
+        "under torchrun, each process from its part in OUT.parts/)",
     )
     parser.add_argument(
         "--chunk-size",
