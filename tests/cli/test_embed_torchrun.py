@@ -4,8 +4,10 @@ output is the file one process writes, with each failed file reported once."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +39,26 @@ def manifest(shared_data: Path, tmp_path: Path) -> Path:
     return path
 
 
-def _run(*argv: str | Path, processes: int = 1) -> subprocess.CompletedProcess[str]:
+def _command(*argv: str | Path, processes: int = 1, script: Path | None = None) -> list[str]:
+    """``voxvec embed ARGV``, in ``processes`` processes by torchrun (``script`` instead of
+    ``-m voxvec``)."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    program = ["-m", "voxvec"] if script is None else [str(script)]
+    prefix = [sys.executable, *(launcher if processes > 1 else []), *program, "embed"]
+    return [*prefix, *map(str, argv), *OPTIONS]
+
+
+def _env() -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR"):
         env.pop(name, None)
-    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
-    command = [sys.executable, *(launcher if processes > 1 else []), "-m", "voxvec", "embed"]
+    return env
+
+
+def _run(*argv: str | Path, processes: int = 1) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*command, *map(str, argv), *OPTIONS],
-        env=env, capture_output=True, text=True, timeout=300,
+        _command(*argv, processes=processes), env=_env(), capture_output=True, text=True,
+        timeout=300,
     )  # fmt: skip
 
 
@@ -89,3 +102,52 @@ def test_a_failed_process_leaves_the_other_part_and_a_rerun_resumes_it(
     a, b = read_embeddings(single), read_embeddings(out)
     np.testing.assert_array_equal(a.embeddings, b.embeddings)
     assert (a.ids, a.speakers) == (b.ids, b.speakers)
+
+
+# voxvec's command line with every chunk of inputs taking at least 0.3 s more, so that a test
+# can kill a process in the middle of its part.
+SLOW_VOXVEC = """
+import sys, time
+import voxvec.embedding_files as jobs
+from voxvec.cli import main
+
+embed_chunk = jobs._embed_chunk
+
+def slow_chunk(*args, **kwargs):
+    time.sleep(0.3)
+    return embed_chunk(*args, **kwargs)
+
+jobs._embed_chunk = slow_chunk
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_process_killed_outright_stops_the_job_and_resume_finishes_it(
+    manifest: Path, tmp_path: Path
+) -> None:
+    out, script = tmp_path / "emb.npy", tmp_path / "slow_voxvec.py"
+    script.write_text(SLOW_VOXVEC)
+    part = part_files(out, 1)[0]
+    journal, lock, _ = side_files(part)
+    job = subprocess.Popen(
+        _command(manifest, "--out", out, processes=2, script=script),
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (journal.is_file() and journal.read_bytes().count(b"\n") >= 2):
+        assert job.poll() is None, job.stderr.read() if job.stderr else ""
+        assert time.monotonic() < deadline, "rank 1 never finished a chunk"
+        time.sleep(0.01)
+    os.kill(int(lock.read_text()), signal.SIGKILL)  # rank 1, which holds its part's lock
+    _, err = job.communicate(timeout=120)
+    assert job.returncode != 0 and not out.exists(), err[-3000:]
+    assert not part_files(out, 1)[1].exists() and journal.is_file()  # killed in its part
+
+    resumed = _run(manifest, "--out", out, "--resume", processes=2)
+
+    assert resumed.returncode == 1, resumed.stderr[-3000:]  # the bad file
+    assert "from the interrupted run)" in resumed.stderr  # at least rank 1's first chunk
+    single = tmp_path / "single.npy"
+    assert _run(manifest, "--out", single).returncode == 1
+    assert out.read_bytes() == single.read_bytes()
+    assert not parts_folder(out).exists()
