@@ -265,6 +265,31 @@ def test_zero_length_audio(tmp_path: Path) -> None:
         read(path)
 
 
+def test_audio_too_short_to_resample_is_refused(tmp_path: Path) -> None:
+    """3 samples at 192 kHz are none at 8 kHz: an error, never an empty waveform (found by
+    tests/audio/test_fuzz_io.py)."""
+    path = tmp_path / "blip.wav"
+    sf.write(path, np.full(3, 0.5, np.float32), 192000)
+    with pytest.raises(AudioError, match=r"blip\.wav' is too short: its 3 samples at 192000 Hz"):
+        load(path, 8000)
+    assert len(load(path, 192000)) == 3
+
+
+def test_samples_near_the_float32_maximum_never_give_nan(tmp_path: Path) -> None:
+    """Their channel mean stays finite, and resampling them (which overflowed to NaN that
+    load returned) is refused (found by tests/audio/test_fuzz_io.py)."""
+    frames = np.full((1000, 2), 3e38, np.float32)
+    frames[::2] *= -1
+    path = tmp_path / "huge.wav"
+    sf.write(path, frames, 16000, subtype="FLOAT")
+    wav = load(path, 16000)
+    assert np.isfinite(wav).all() and np.abs(wav).max() == 1.0
+    with pytest.raises(
+        AudioError, match=r"huge\.wav': samples reach 3e\+38, too large to resample"
+    ):
+        load(path, 8000)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_samples(tmp_path: Path, bad: float) -> None:
     wav = tone(440, 16000)

@@ -42,10 +42,11 @@ MAX_SAMPLE_RATE = 1_000_000
 """Highest sample rate in Hz voxvec accepts (studio audio goes up to 768 kHz)."""
 
 _BLOCK_SAMPLES = 1 << 18  # samples decoded at a time (all channels): 2.7 s of 48 kHz stereo
-# A header's frame count sizes the output only up to this many frames per byte of file (FLAC of
-# digital silence reaches about 350): a header may lie, or give no length at all (libsndfile then
-# reports the largest count, 2**63 - 1), and the output grows as the decoded frames arrive.
-_MAX_FRAMES_PER_BYTE = 1024
+# A header's frame count sizes the output only up to this many output samples per byte of file:
+# a header may lie, or give no length at all (libsndfile then reports the largest count,
+# 2**63 - 1). Speech at 6 kb/s Opus gives 21 a byte at 16 kHz; rarer files (FLAC of digital
+# silence, about 350) make the output grow as they decode.
+_MAX_SAMPLES_PER_BYTE = 64
 _UNKNOWN_FRAMES = 2**62
 
 
@@ -183,12 +184,12 @@ def _decode(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, float
                 else soxr.ResampleStream(native, target, 1, dtype="float32", quality="HQ")
             )
             header_frames = f.frames if f.frames < _UNKNOWN_FRAMES else None
-            frames = min(header_frames or 0, path.stat().st_size * _MAX_FRAMES_PER_BYTE)
-            out = np.empty(math.ceil(frames * target / native) + 64, np.float32)
+            n_out = math.ceil((header_frames or 0) * target / native)
+            out = np.empty(min(n_out, path.stat().st_size * _MAX_SAMPLES_PER_BYTE) + 64, np.float32)
             filled, peak, position = 0, 0.0, 0
             block_frames = max(1, _BLOCK_SAMPLES // f.channels)
             while (block := _read_block(f, block_frames)).size:
-                mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+                mono = block[:, 0] if block.shape[1] == 1 else _downmix(block)
                 finite = np.isfinite(mono)
                 if not finite.all():
                     raise AudioError(
@@ -208,7 +209,19 @@ def _decode(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, float
         raise _decode_error(path, e) from e
     if position == 0:
         raise AudioError(f"'{path}' holds no audio (zero-length)")
+    if filled == 0:
+        raise AudioError(
+            f"'{path}' is too short: its {position} samples at {native} Hz give none at {target} Hz"
+        )
+    if target != native and not np.isfinite(out[:filled]).all():  # float32 overflowed
+        raise AudioError(f"'{path}': samples reach {peak:.3g}, too large to resample (not audio?)")
     return out[:filled], native, peak
+
+
+def _downmix(block: np.ndarray) -> np.ndarray:
+    """The mean of a ``(frames, channels)`` float32 block's channels, summed in float64 (so
+    samples near float32's largest do not overflow to infinity)."""
+    return block.mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
 def _read_block(f: sf.SoundFile, n_frames: int) -> np.ndarray:
@@ -289,7 +302,8 @@ def load(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        AudioError: as :func:`read`.
+        AudioError: as :func:`read`; or the file is too short to give one sample at
+            ``sample_rate``.
         ValueError: ``sample_rate`` is not a supported rate (:func:`check_rate`).
     """
     sample_rate = check_rate(sample_rate, "sample_rate")
