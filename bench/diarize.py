@@ -24,20 +24,21 @@ Scoring: ``pyannote.metrics`` DiarizationErrorRate with overlap scored, with no 
 confusion as fractions of the reference speech; the rate of files whose speaker count is right;
 real-time factor = processing seconds / audio seconds (model loading excluded) on this CPU.
 
-Systems: ``voxvec`` (the default pipeline: silero VAD, CAM++ windows, spectral clustering),
-``voxvec-seg`` (pyannote segmentation-3.0 for speech and overlap, ``--segmentation``),
-``voxvec-default-model`` (voxvec's bundled ECAPA-lite instead of CAM++), ``senko`` (senko's
-``Diarizer(device="cpu")`` run by the interpreter of its own venv, ``--senko-python``).
+Systems: ``voxvec-default`` (the default pipeline: silero VAD, windows of the bundled default
+model, spectral clustering with the settings of its model card), ``campplus`` (the same with
+CAM++ from ../shared/models), ``<model>-seg`` (pyannote segmentation-3.0 for speech and
+overlap), ``senko`` (senko's ``Diarizer(device="cpu")`` run by the interpreter of its own venv,
+``--senko-python``). The clustering settings of each model are chosen on the validation split by
+``bench/diarize_tune.py`` and kept in its model card.
 
 Examples (the commands behind BENCHMARKS.md)::
 
     python bench/diarize.py build --split valid --n 24 --seed 1 --out /tmp/diar/valid
     python bench/diarize.py build --split test --n 30 --seed 2 --out /tmp/diar/test
-    python bench/diarize.py tune --set /tmp/diar/valid --json bench/results/diarize-tune.json
     python bench/diarize.py run --set /tmp/diar/test --limit 12 --threads 1 \
-        --real /tmp/pya/pyannote/audio/sample --systems voxvec senko voxvec-seg \
+        --real /tmp/pya/pyannote/audio/sample --systems voxvec-default campplus senko \
         --json bench/results/diarize-test.json
-    python bench/diarize.py long --hours 2 --system voxvec-seg --hop-s 1.5 --threads 1 \
+    python bench/diarize.py long --hours 2 --system campplus-seg --hop-s 1.5 --threads 1 \
         --out /tmp/diar/long --json bench/results/diarize-long.json
 
 (The recorded run used the first 12 test conversations, test000-test011, and one thread per
@@ -48,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import logging
 import os
@@ -70,6 +70,9 @@ CAMPPLUS = MODELS / "campplus-zh-en-common" / "campplus_cn_en_common.pt"
 SEGMENTATION = MODELS / "pyannote-segmentation-3.0" / "pytorch_model.bin"
 SR = 16000
 EXCLUDED_PREFIXES = ("ar-", "fsdd-")
+
+SYSTEM_MODELS = {"voxvec-default": "voxvec-default", "campplus": str(CAMPPLUS)}
+SYSTEMS = [*SYSTEM_MODELS, *(f"{m}-seg" for m in SYSTEM_MODELS), "senko"]
 
 logger = logging.getLogger("bench.diarize")
 
@@ -203,15 +206,24 @@ def write_rttm(path: Path, rid: str, turns: list[tuple[float, float, str]]) -> N
             f.write(f"SPEAKER {rid} 1 {a:.3f} {b - a:.3f} <NA> <NA> {spk} <NA> <NA>\n")
 
 
-def cmd_build(args: argparse.Namespace) -> None:
-    """Write ``n`` conversations (wav + rttm + json) of the split's speakers into ``out``."""
-    pool = speaker_pool(args.split)
+def build_set(
+    split: str,
+    n: int,
+    seed: int,
+    out: Path,
+    *,
+    min_speakers: int = 2,
+    max_speakers: int = 6,
+    prefix: str = "",
+) -> None:
+    """Write ``n`` conversations (wav + rttm + json) of the split's speakers into ``out``,
+    named ``<split><prefix>000``...; the same seed rebuilds the same files."""
+    pool = speaker_pool(split)
     noises = sorted((DATA / "noise").rglob("*.flac"))
-    rng = np.random.default_rng(args.seed)
-    out = Path(args.out)
+    rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
-    for i in range(args.n):
-        n_spk = int(rng.integers(args.min_speakers, args.max_speakers + 1))
+    for i in range(n):
+        n_spk = int(rng.integers(min_speakers, max_speakers + 1))
         conv = build_conversation(
             rng,
             pool,
@@ -222,11 +234,24 @@ def cmd_build(args: argparse.Namespace) -> None:
             overlap_rate=0.2 if rng.random() < 0.6 else 0.0,
             noisy=bool(rng.random() < 0.5),
         )
-        rid = f"{args.split}{args.prefix}{i:03d}"
+        rid = f"{split}{prefix}{i:03d}"
         sf.write(out / f"{rid}.wav", conv.wav, SR, subtype="PCM_16")
         write_rttm(out / f"{rid}.rttm", rid, conv.reference)
         (out / f"{rid}.json").write_text(json.dumps(conv.meta, indent=1) + "\n")
         logger.info("%s: %d speakers, %.0f s", rid, n_spk, conv.meta["duration_s"])
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    """``build``: see :func:`build_set`."""
+    build_set(
+        args.split,
+        args.n,
+        args.seed,
+        Path(args.out),
+        min_speakers=args.min_speakers,
+        max_speakers=args.max_speakers,
+        prefix=args.prefix,
+    )
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -317,17 +342,21 @@ def load_set(folders: list[str]) -> list[dict[str, Any]]:
 
 
 def voxvec_diarizer(system: str, threads: int, hop_s: float = 0.75) -> Any:
-    """The voxvec Diarizer a system name stands for (windows every ``hop_s``)."""
+    """The voxvec Diarizer a system name stands for (windows every ``hop_s``): the model is
+    ``voxvec-default`` or ``campplus`` (the checkpoint in ../shared/models), ``-seg`` adds
+    pyannote segmentation-3.0; the clustering settings come from the model's card."""
     import torch
 
     import voxvec
     from voxvec.apps.diarize import DiarizeConfig, Diarizer
 
+    model = system.removesuffix("-seg")
+    if model not in SYSTEM_MODELS:
+        raise ValueError(f"unknown system {system!r}: one of {SYSTEMS}")
     torch.set_num_threads(threads)
-    model = None if system == "voxvec-default-model" else str(CAMPPLUS)
-    embedder = voxvec.load(model, "cpu")
+    embedder = voxvec.load(SYSTEM_MODELS[model], "cpu")
     activity = None
-    if system == "voxvec-seg":
+    if system.endswith("-seg"):
         from voxvec.apps.segmentation import SegmentationActivity, load_segmentation
 
         activity = SegmentationActivity(load_segmentation(SEGMENTATION))
@@ -404,6 +433,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     audio_s = sum(i["duration_s"] for i in files)
     report: dict[str, Any] = {"machine": machine(), "n_files": len(files), "audio_s": audio_s}
     report["systems"] = {}
+    for earlier in args.include or []:
+        # systems of an earlier run on the same files (senko takes half an hour), kept as run
+        done = json.loads(Path(earlier).read_text())
+        ids = {r["id"] for s in done["systems"].values() for r in s["all"]["files"]}
+        if ids != {i["id"] for i in files}:
+            raise ValueError(f"{earlier} was run on other files than --set/--real/--limit")
+        for system, entry in done["systems"].items():
+            report["systems"][system] = {**entry, "run": done["machine"]}
     for system in args.systems:
         logger.info("running %s on %d files (%.0f s)", system, len(files), audio_s)
         if system == "senko":
@@ -453,77 +490,6 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{entry['rtf']:.4f} |"
             )
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- tuning
-
-
-def _cached_windows(diarizer: Any, wav: str, system: str) -> Any:
-    """Stages 1-2 of a file, cached beside it (``<stem>.<system>.windows.npz``)."""
-    from voxvec.apps.diarize import Windows
-
-    cache = Path(wav).with_suffix(f".{system}.windows.npz")
-    if cache.is_file():
-        data = np.load(cache)
-        return Windows(
-            **{k: data[k] for k in data.files if k != "duration_s"},
-            duration_s=float(data["duration_s"]),
-        )
-    win = diarizer.windows(wav)
-    np.savez(cache, **{k: getattr(win, k) for k in win.__dataclass_fields__})
-    return win
-
-
-def cmd_tune(args: argparse.Namespace) -> None:
-    """Clustering choices by DER on the (validation) set, windows embedded once per file."""
-    from voxvec.apps.diarize import (
-        AgglomerativeClusterer,
-        Diarizer,
-        SpeakerCount,
-        SpectralClusterer,
-    )
-
-    files = load_set(args.set)
-    diarizer: Diarizer = voxvec_diarizer(args.system, args.threads)
-    windows = {i["id"]: _cached_windows(diarizer, i["wav"], args.system) for i in files}
-    candidates: list[tuple[str, Any]] = []
-    for prune, merge in itertools.product(
-        (0.1, 0.15, 0.2, 0.3), (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 1.01)
-    ):
-        candidates.append((f"spectral p={prune} merge={merge}", SpectralClusterer(prune, merge)))
-    for threshold in (0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
-        candidates.append((f"ahc t={threshold}", AgglomerativeClusterer(threshold)))
-    results = []
-    for name, clusterer in candidates:
-        hyps = {}
-        for item in files:
-            win = windows[item["id"]]
-            labels = clusterer(win.embeddings, SpeakerCount())
-            segs, _ = diarizer.resegmenter(win, labels)
-            hyps[item["id"]] = [(a, b, str(c)) for a, b, c in segs]
-        s = score(files, hyps)
-        results.append(
-            {
-                "clusterer": name,
-                "der": s["no_collar"]["der"],
-                "confusion": s["no_collar"]["confusion"],
-                "count_accuracy": s["count_accuracy"],
-            }
-        )
-        logger.info(
-            "%s: DER %.2f%%, count %.0f%%",
-            name,
-            100 * results[-1]["der"],
-            100 * s["count_accuracy"],
-        )
-    results.sort(key=lambda r: r["der"])
-    Path(args.json).write_text(
-        json.dumps({"machine": machine(), "system": args.system, "results": results}, indent=1)
-        + "\n"
-    )
-    for r in results[:10]:
-        der, count = 100 * r["der"], 100 * r["count_accuracy"]
-        print(f"{r['clusterer']:32s} DER {der:.2f}%  count {count:.0f}%")
 
 
 # ----------------------------------------------------------------------------- long
@@ -629,29 +595,27 @@ def main() -> None:
     b.add_argument("--min-speakers", type=int, default=2)
     b.add_argument("--max-speakers", type=int, default=6)
     b.add_argument("--prefix", default="", help="inserted in the file names")
-    t = sub.add_parser("tune")
-    t.add_argument("--set", nargs="+", required=True)
-    t.add_argument("--system", default="voxvec")
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--json", required=True)
     r = sub.add_parser("run")
     r.add_argument("--set", nargs="+", required=True)
     r.add_argument("--real", nargs="*")
     r.add_argument("--limit", type=int, default=None, help="only the first N files of --set")
-    r.add_argument("--systems", nargs="+", default=["voxvec", "senko"])
+    r.add_argument("--systems", nargs="*", choices=SYSTEMS, default=SYSTEMS)
+    r.add_argument(
+        "--include", nargs="*", help="JSON reports of earlier runs on the same files to add"
+    )
     r.add_argument("--senko-python", default="/work/venv-senko/bin/python")
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--json", required=True)
     g = sub.add_parser("long")
     g.add_argument("--hours", type=float, default=2.0)
     g.add_argument("--seed", type=int, default=3)
-    g.add_argument("--system", default="voxvec")
+    g.add_argument("--system", choices=SYSTEMS[:-1], default="campplus-seg")
     g.add_argument("--hop-s", type=float, default=0.75)
     g.add_argument("--threads", type=int, default=2)
     g.add_argument("--out", required=True)
     g.add_argument("--json", required=True)
     args = parser.parse_args()
-    {"build": cmd_build, "tune": cmd_tune, "run": cmd_run, "long": cmd_long}[args.cmd](args)
+    {"build": cmd_build, "run": cmd_run, "long": cmd_long}[args.cmd](args)
 
 
 if __name__ == "__main__":

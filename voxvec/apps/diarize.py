@@ -11,10 +11,11 @@ The pipeline has four stages, each a replaceable object given to :class:`Diarize
    model), with the windows' times in the recording.
 3. **Clustering** (:class:`Clusterer`): window embeddings -> speaker labels, with the number of
    speakers estimated when it is not given (:class:`SpectralClusterer`, the default: eigen-gap
-   of the normalised Laplacian, then clusters whose centroids are closer than a calibrated
-   cosine are merged; or :class:`AgglomerativeClusterer`, average linkage with a stopping
-   threshold). A given count is always respected. Over ``max_points`` windows are first
-   reduced by spherical k-means, so no ``n x n`` matrix is built over hours of windows.
+   of the normalised Laplacian, then clusters whose centroids are closer than a cosine chosen
+   for the model (its card's ``diarization`` settings) are merged, down to one speaker; or
+   :class:`AgglomerativeClusterer`, average linkage with a stopping threshold). A given count
+   is always respected. Over ``max_points`` windows are first reduced by spherical k-means, so
+   no ``n x n`` matrix is built over hours of windows.
 4. **Resegmentation** (:class:`FrameResegmenter`): every 10 ms frame of speech is scored
    against each speaker centroid through the windows that cover it (Hann-weighted towards the
    window centres), so turn boundaries fall between window steps; runs shorter than
@@ -36,7 +37,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,6 +57,10 @@ logger = logging.getLogger(__name__)
 Span = tuple[int, int]
 Namer = Callable[[np.ndarray], Sequence[str | None]]
 """Names clusters: ``(K, D)`` unit centroids -> a name or None (unknown) per cluster."""
+
+DIARIZATION_CARD_KEY = "diarization"
+"""The model-card field with a model's diarization settings (see
+:meth:`SpectralClusterer.from_card`)."""
 
 
 # ----------------------------------------------------------------------------- results
@@ -397,12 +402,15 @@ class SpectralClusterer:
     highest values set to zero (then symmetrised); the count is where the eigenvalues of the
     normalised Laplacian jump most, within the bounds; rows of its first ``K`` eigenvectors are
     clustered by k-means. The eigen-gap cannot say "one speaker", and over-estimates on
-    some files, so when the count is not given clusters whose centroids have a cosine above
-    ``merge_threshold`` are then merged (average linkage), never below the lower bound.
+    some files (many small clusters on short recordings), so when the count is not given the
+    clusters whose centroids have a cosine of at least ``merge_threshold`` are then merged
+    (centroid linkage, see :func:`_centroid_linkage`), down to the lower bound: one speaker
+    when nothing bounds it.
 
     Attributes:
         prune: fraction of each row's affinities kept (the nearest neighbours).
-        merge_threshold: cosine above which estimated clusters are merged.
+        merge_threshold: the least centroid cosine at which estimated clusters are merged
+            (it depends on the model's score scale: :meth:`from_card` reads the model's own).
         max_points: more windows than this are first reduced by spherical k-means.
         seed: seed of k-means.
     """
@@ -411,6 +419,31 @@ class SpectralClusterer:
     merge_threshold: float = 0.6
     max_points: int = 1000
     seed: int = 0
+
+    @classmethod
+    def from_card(cls, card: Mapping[str, Any]) -> SpectralClusterer:
+        """The clusterer with a model card's settings: ``card["diarization"]["spectral"]``
+        (``prune`` and ``merge_threshold``, chosen for that model on the validation split by
+        ``bench/diarize_tune.py``), else the class defaults (chosen for CAM++ on 2-6 speaker
+        conversations only; a model of another score scale over- or under-splits with them).
+
+        Raises:
+            ValueError: the card's settings hold another key.
+        """
+        settings = dict((card.get(DIARIZATION_CARD_KEY) or {}).get("spectral") or {})
+        unknown = sorted(set(settings) - {"prune", "merge_threshold"})
+        if unknown:
+            raise ValueError(
+                f"model card {DIARIZATION_CARD_KEY}.spectral: unknown keys {unknown}; valid: "
+                "prune, merge_threshold"
+            )
+        if not settings:
+            logger.warning(
+                "%s: the model card has no diarization settings; using the defaults (tune them: "
+                "python bench/diarize_tune.py --model ...)",
+                card.get("name") or card.get("source") or "the model",
+            )
+        return cls(**settings)
 
     def __call__(self, embeddings: np.ndarray, count: SpeakerCount) -> np.ndarray:
         """Labels ``(n,)`` of the windows (see :class:`Clusterer`)."""
@@ -456,13 +489,44 @@ class SpectralClusterer:
         self, points: np.ndarray, weights: np.ndarray, labels: np.ndarray, n_min: int
     ) -> np.ndarray:
         k = int(labels.max()) + 1
-        sizes = np.bincount(labels, weights=weights, minlength=k)
         sums = np.zeros((k, points.shape[1]))
         np.add.at(sums, labels, points * weights[:, None])
-        merged = _average_linkage(
-            _normalise(sums), sizes, threshold=self.merge_threshold, n_min=n_min, n_max=None
-        )
-        return merged[labels]
+        return _centroid_linkage(sums, threshold=self.merge_threshold, n_min=n_min)[labels]
+
+
+def _centroid_linkage(sums: np.ndarray, *, threshold: float, n_min: int) -> np.ndarray:
+    """Centroid-linkage agglomeration of clusters given by the sums of their windows.
+
+    Merges the two clusters whose centroids (the normalised sums) have the highest cosine while
+    it is at least ``threshold`` and more than ``n_min`` clusters remain, down to one. A merged
+    cluster's centroid is the mean of all its windows, so clusters are compared voice to voice:
+    the noise of small clusters (a few windows each, as over-split short recordings give)
+    averages out as they grow, which the mean of their pairwise cosines (average linkage) keeps.
+
+    Args:
+        sums: ``(k, D)`` sum of each cluster's (weighted) unit window embeddings.
+        threshold: the least cosine of two centroids that are merged.
+        n_min: the least number of clusters left.
+
+    Returns:
+        Labels ``(k,)`` in ``0..K-1``.
+    """
+    sums = sums.astype(np.float64).copy()
+    parent = np.arange(len(sums))
+    alive = np.ones(len(sums), dtype=bool)
+    while alive.sum() > max(1, n_min):
+        centroids = _normalise(sums)
+        sim = centroids @ centroids.T
+        sim[~alive] = -np.inf
+        sim[:, ~alive] = -np.inf
+        np.fill_diagonal(sim, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
+        if sim[i, j] < threshold:
+            break
+        sums[i] += sums[j]
+        alive[j] = False
+        parent[parent == j] = i
+    return np.unique(parent, return_inverse=True)[1]
 
 
 @dataclass(frozen=True)
@@ -700,7 +764,8 @@ class Diarizer:
             window and VAD options are not used: the diarizer windows the speech itself).
         config: window, block and batch options.
         activity: stage 1; default :class:`VadActivity` (``"auto"``).
-        clusterer: stage 3; default :class:`SpectralClusterer`.
+        clusterer: stage 3; default :class:`SpectralClusterer` with the settings of the
+            embedder's model card (:meth:`SpectralClusterer.from_card`).
         resegmenter: stage 4; default :class:`FrameResegmenter`.
         namer: names clusters after known speakers (e.g. a speaker store's identification);
             unnamed clusters become ``SPEAKER_00``, ``SPEAKER_01``... in order of appearance.
@@ -719,6 +784,7 @@ class Diarizer:
         self.config = config or DiarizeConfig()
         self.embedder = Embedder(
             embedder.model,
+            card=embedder.card,
             window_s=self.config.window_s,
             hop_s=self.config.hop_s,
             vad="off",
@@ -726,7 +792,7 @@ class Diarizer:
             precision=embedder.precision,
         )
         self.activity: ActivityDetector = activity or VadActivity("auto")
-        self.clusterer: Clusterer = clusterer or SpectralClusterer()
+        self.clusterer: Clusterer = clusterer or SpectralClusterer.from_card(self.embedder.card)
         self.resegmenter = resegmenter or FrameResegmenter()
         self.namer = namer
 
@@ -947,6 +1013,7 @@ __all__ = [
     "ActivityDetector",
     "AgglomerativeClusterer",
     "Clusterer",
+    "DIARIZATION_CARD_KEY",
     "DiarizeConfig",
     "Diarization",
     "Diarizer",
