@@ -40,7 +40,7 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 import numpy as np
 from tqdm import tqdm
@@ -996,6 +996,15 @@ def merge_parts(
     return EmbedJobReport(written, len(indices), failures, report)
 
 
+class PartOptions(TypedDict, total=False):
+    """The options of :func:`embed_part` that :func:`embed_sharded` passes on as they are."""
+
+    batch_size: int
+    progress: bool
+    on_failure: Callable[[FailedInput], None] | None
+    resume: bool
+
+
 def embed_sharded(
     embedder: SupportsIterEmbed,
     inputs: EmbeddingInputs,
@@ -1004,12 +1013,9 @@ def embed_sharded(
     rank: int,
     world_size: int,
     gather: Callable[[Any], list[Any]],
-    batch_size: int = 16,
-    progress: bool = False,
-    on_failure: Callable[[FailedInput], None] | None = None,
-    resume: bool = False,
     job: str = "",
     chunk_size: int = CHUNK_SIZE,
+    **options: Unpack[PartOptions],
 ) -> EmbedJobReport:
     """The batch job of :func:`embed_to_file` shared by ``world_size`` processes.
 
@@ -1020,14 +1026,15 @@ def embed_sharded(
     rerun with ``resume=True`` keeps the finished parts and embeds only the rest.
 
     Args:
-        embedder, inputs, out, batch_size, progress, on_failure, resume, job, chunk_size: as for
-            :func:`embed_part`.
+        embedder, inputs, out, job, chunk_size: as for :func:`embed_part`.
         rank: this process, in [0, world_size).
         world_size: the number of processes of the job.
         gather: the collective: called by every process with an object, returns every
             process's, by rank (:func:`voxvec.distributed.all_gather_objects`). It is called
             three times: before the parts (every process must see the same inputs), after
             them and after the merge.
+        options: ``batch_size``, ``progress``, ``on_failure``, ``resume``: passed on to
+            :func:`embed_part`.
 
     Returns:
         The merged job's outcome (``n_resumed`` counts every part's), the same on every process.
@@ -1053,12 +1060,9 @@ def embed_sharded(
             out,
             rank=rank,
             world_size=world_size,
-            batch_size=batch_size,
-            progress=progress,
-            on_failure=on_failure,
-            resume=resume,
             job=job,
             chunk_size=chunk_size,
+            **options,
         )
     except (OSError, ValueError, RuntimeError) as err:
         logger.error("rank %d: %s", rank, err)

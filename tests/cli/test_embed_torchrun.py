@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cli.test_embed import SLOW_VOXVEC  # voxvec with every chunk 0.2 s slower
 from voxvec.data.manifest import read_manifest
 from voxvec.embedding_files import (
     output_lock,
@@ -102,24 +103,6 @@ def test_a_failed_process_leaves_the_other_part_and_a_rerun_resumes_it(
     a, b = read_embeddings(single), read_embeddings(out)
     np.testing.assert_array_equal(a.embeddings, b.embeddings)
     assert (a.ids, a.speakers) == (b.ids, b.speakers)
-
-
-# voxvec's command line with every chunk of inputs taking at least 0.3 s more, so that a test
-# can kill a process in the middle of its part.
-SLOW_VOXVEC = """
-import sys, time
-import voxvec.embedding_files as jobs
-from voxvec.cli import main
-
-embed_chunk = jobs._embed_chunk
-
-def slow_chunk(*args, **kwargs):
-    time.sleep(0.3)
-    return embed_chunk(*args, **kwargs)
-
-jobs._embed_chunk = slow_chunk
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_a_process_killed_outright_stops_the_job_and_resume_finishes_it(
