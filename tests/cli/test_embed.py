@@ -301,7 +301,8 @@ def test_a_second_run_on_the_same_output_is_refused_and_the_first_wins(
     first = subprocess.Popen(
         _voxvec("embed", folder, "--out", out, *options), stderr=subprocess.PIPE
     )
-    _wait_for(lock.is_file, first, "the lock")
+    # the pid is written once the lock is held (the file exists a moment before)
+    _wait_for(lambda: lock.is_file() and lock.read_text().strip() != "", first, "the lock")
     first.send_signal(signal.SIGSTOP)  # hold the first run inside its job
     try:
         code = main(["embed", str(folder), "--out", str(out), *map(str, options)])
