@@ -940,7 +940,8 @@ def merge_parts(
     Args:
         inputs, out, job, chunk_size: those of the job, as given to :func:`embed_part`.
         world_size: the number of processes of the job.
-        errors: why a process failed, by rank, for the message about its missing part.
+        errors: by rank, why that process's part may be missing (its error, or that it wrote
+            the part where this process cannot see it); used only to name a missing part.
 
     Returns:
         What was written and what failed (``n_resumed`` is 0: see the parts' reports).
