@@ -93,3 +93,28 @@ def test_crops_are_checked_against_the_model_before_the_manifest_is_read(tmp_pat
 def test_invalid_data_configs_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DataConfig(**kwargs)
+
+
+def test_a_cold_cache_is_filled_first_with_progress(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from voxvec.data import dataset as dataset_module
+    from voxvec.data.dataset import cache_path, uncached
+    from voxvec.data.manifest import read_manifest
+
+    csv = write_manifest(tmp_path, 3, 2)
+    items = read_manifest(csv)
+    cache = tmp_path / "cache"
+    assert uncached(items, SR, cache) == items
+    ticks = iter(range(0, 1000, 20))  # every file "takes" 20 s: one progress line per file
+    monkeypatch.setattr(dataset_module.time, "perf_counter", lambda: float(next(ticks)))
+    with caplog.at_level(logging.INFO, logger="voxvec.data"):
+        training_data(small(csv, cache_dir=str(cache), n_speakers=2), SR, min_samples=400, seed=0)
+    assert "6 of 6 files are not in it yet" in caplog.text
+    assert "decoded 1 of 6 files" in caplog.text and "decoded 5 of 6 files" in caplog.text
+    assert all(cache_path(item.path, SR, cache).is_file() for item in items)
+    assert uncached(items, SR, cache) == []
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="voxvec.data"):
+        training_data(small(csv, cache_dir=str(cache), n_speakers=2), SR, min_samples=400, seed=0)
+    assert "not in it yet" not in caplog.text  # a warm cache costs nothing

@@ -283,3 +283,18 @@ def test_a_diverging_loss_stops_training(tiny_config, monkeypatch):
     monkeypatch.setattr(TrainStep, "forward", nan_forward)
     with pytest.raises(RuntimeError, match="diverged"):
         train(tiny_config())
+
+
+def test_a_resumed_run_warns_about_changed_settings(tiny_config, tmp_path, caplog):
+    import logging
+
+    train(tiny_config("optim.max_steps=3"))
+    with caplog.at_level(logging.WARNING, logger="voxvec.train"):
+        Trainer(tiny_config("optim.max_steps=6", "data.augment.gain_prob=0.5"))
+    assert "2 setting(s) changed" in caplog.text
+    assert "optim.max_steps: 3 -> 6" in caplog.text
+    assert "data.augment.gain_prob: 0.0 -> 0.5" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="voxvec.train"):
+        Trainer(tiny_config("optim.max_steps=3"))
+    assert "changed" not in caplog.text

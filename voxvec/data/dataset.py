@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,6 +88,21 @@ def cache_path(path: str | os.PathLike[str], sample_rate: int, cache_dir: str | 
     key = f"v{_CACHE_VERSION}\0{resolved}\0{st.st_mtime_ns}\0{st.st_size}\0{int(sample_rate)}"
     digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
     return Path(cache_dir) / digest[:2] / f"{digest}.npy"
+
+
+def uncached(
+    items: Sequence[ManifestItem], sample_rate: int, cache_dir: str | Path
+) -> list[ManifestItem]:
+    """The items whose decoded audio at ``sample_rate`` is not in ``cache_dir`` yet (a missing
+    file counts as not cached)."""
+    missing = []
+    for item in items:
+        try:
+            if not cache_path(item.path, sample_rate, cache_dir).is_file():
+                missing.append(item)
+        except OSError:
+            missing.append(item)
+    return missing
 
 
 def load_audio(
@@ -297,6 +313,7 @@ class UtteranceDataset(Dataset[dict[str, Any]]):
         sample_rate: int,
         cache_dir: str | Path | None = None,
         num_threads: int = 1,
+        progress_s: float | None = None,
     ) -> tuple[list[ManifestItem], list[tuple[ManifestItem, str]]]:
         """Decode every file once and split the items into readable and unreadable ones.
 
@@ -309,6 +326,7 @@ class UtteranceDataset(Dataset[dict[str, Any]]):
             sample_rate: sample rate in Hz to decode to (the dataset's).
             cache_dir: the dataset's cache folder, or None.
             num_threads: files decoded in parallel (decoding releases the GIL).
+            progress_s: log how far the check is every this many seconds (None: silent).
 
         Returns:
             ``(good, bad)``: the readable items in input order, and ``(item, reason)`` for each
@@ -322,8 +340,26 @@ class UtteranceDataset(Dataset[dict[str, Any]]):
                 return str(e)
             return None
 
+        reasons: list[str | None] = []
+        tic = last = time.perf_counter()
         with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-            reasons = list(pool.map(reason, items))
+            for why in pool.map(reason, items):
+                reasons.append(why)
+                now = time.perf_counter()
+                if (
+                    progress_s is not None
+                    and now - last >= progress_s
+                    and len(reasons) < len(items)
+                ):
+                    last = now
+                    rate = len(reasons) / (now - tic)
+                    logger.info(
+                        "decoded %d of %d files (%.1f files/s, about %.0f s left)",
+                        len(reasons),
+                        len(items),
+                        rate,
+                        (len(items) - len(reasons)) / rate,
+                    )
         good: list[ManifestItem] = []
         bad: list[tuple[ManifestItem, str]] = []
         for item, why in zip(items, reasons, strict=True):

@@ -24,6 +24,7 @@ batches.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from voxvec.data.augment import AugmentConfig, Augmenter
 from voxvec.data.collate import CropCollate, PadCollate, TrainCollate
 from voxvec.data.crops import CropBank
-from voxvec.data.dataset import UtteranceDataset
+from voxvec.data.dataset import UtteranceDataset, uncached
 from voxvec.data.manifest import ManifestItem, read_manifest
 from voxvec.data.sampler import SpeakerBatchSampler
 from voxvec.data.speed import SpeedSpeakerDataset, check_speed_factors
@@ -171,6 +172,26 @@ class _Collate:
         return batch
 
 
+def fill_cache(
+    items: Sequence[ManifestItem], sample_rate: int, cache_dir: str, num_threads: int
+) -> None:
+    """Decode the files not in the decoded-audio cache yet, before training, logging progress
+    (a first run on compressed audio otherwise spends minutes in its first steps with nothing
+    to show). Unreadable files are logged here and handled as usual when read."""
+    missing = uncached(items, sample_rate, cache_dir)
+    if not missing:
+        return
+    logger.info(
+        "filling the decoded-audio cache %s: %d of %d files are not in it yet",
+        cache_dir,
+        len(missing),
+        len(items),
+    )
+    tic = time.perf_counter()
+    UtteranceDataset.check(missing, sample_rate, cache_dir, num_threads, progress_s=10.0)
+    logger.info("decoded-audio cache filled in %.0f s", time.perf_counter() - tic)
+
+
 def training_data(
     config: DataConfig,
     sample_rate: int,
@@ -184,7 +205,9 @@ def training_data(
 ) -> TrainData:
     """Build the training data pipeline of ``config`` for a model.
 
-    The crop lengths are checked against the model before the manifest is read.
+    The crop lengths are checked against the model before the manifest is read. With
+    ``cache_dir`` set, the files not cached yet are decoded first, with progress logged
+    (:func:`fill_cache`).
 
     Args:
         config: the data section.
@@ -214,6 +237,8 @@ def training_data(
         )
     max_crop = round(config.max_crop_s * sample_rate)
     items = read_manifest(config.train_csv)
+    if config.cache_dir is not None:
+        fill_cache(items, sample_rate, config.cache_dir, max(1, config.num_workers))
     base = UtteranceDataset(
         items,
         sample_rate,

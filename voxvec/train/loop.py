@@ -30,7 +30,9 @@ import csv
 import logging
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,6 +114,44 @@ def init_from(model: SpeakerEncoder, section: ModelSection, progress: bool = Tru
             f"model.config to the pretrained model's): {err}"
         ) from err
     logger.info("model initialised from %s", source)
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def warn_changed_settings(
+    saved: Mapping[str, Any], current: Mapping[str, Any], source: str | Path
+) -> list[str]:
+    """Log a warning naming every setting a resumed run changes from its checkpoint's.
+
+    (``checkpoint.resume`` itself is not counted.) A resumed run continues with the new
+    settings, which is what a deliberate change (a longer run, a lower learning rate) wants and
+    what an accidental one (another recipe, a forgotten override) must not do silently.
+
+    Returns:
+        The changed settings as ``"key: saved -> current"``.
+    """
+    old, new = _flatten(saved), _flatten(current)
+    changed = [
+        f"{key}: {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}"
+        for key in sorted(set(old) | set(new))
+        if key != "checkpoint.resume" and old.get(key) != new.get(key)
+    ]
+    if changed:
+        logger.warning(
+            "resuming from %s with %d setting(s) changed from its run (the new values apply): %s",
+            source,
+            len(changed),
+            "; ".join(changed),
+        )
+    return changed
 
 
 class Trainer:
@@ -203,6 +243,7 @@ class Trainer:
         )
         if resume_from is not None:
             source, state = resume_from
+            warn_changed_settings(state.get("config", {}), config_to_dict(config), source)
             self.state.load_state_dict(state, source, self.dist.rank)
 
     @property
