@@ -36,13 +36,17 @@ Examples (the commands behind BENCHMARKS.md)::
     python bench/diarize.py build --split valid --n 24 --seed 1 --out /tmp/diar/valid
     python bench/diarize.py build --split test --n 30 --seed 2 --out /tmp/diar/test
     python bench/diarize.py run --set /tmp/diar/test --limit 12 --threads 1 \
-        --real /tmp/pya/pyannote/audio/sample --systems voxvec-default campplus senko \
+        --real /tmp/pya/pyannote/audio/sample --systems senko --json /tmp/senko.json
+    python bench/diarize.py run --set /tmp/diar/test --limit 12 --threads 1 \
+        --real /tmp/pya/pyannote/audio/sample --systems voxvec-default campplus \
+        voxvec-default-seg campplus-seg --include /tmp/senko.json \
         --json bench/results/diarize-test.json
     python bench/diarize.py long --hours 2 --system campplus-seg --hop-s 1.5 --threads 1 \
         --out /tmp/diar/long --json bench/results/diarize-long.json
 
-(The recorded run used the first 12 test conversations, test000-test011, and one thread per
-system: the 2-core machine was shared with other jobs, load average 6-15.)
+(The recorded runs used the first 12 test conversations, test000-test011, and one thread per
+system on the 2-core machine shared with other jobs. A model's clustering settings are chosen
+on validation conversations by ``bench/diarize_tune.py``.)
 """
 
 from __future__ import annotations
@@ -80,13 +84,16 @@ logger = logging.getLogger("bench.diarize")
 # ----------------------------------------------------------------------------- generator
 
 
-def speaker_pool(split: str) -> dict[str, list[Path]]:
-    """Speaker -> files of the held-out split (``configs/splits/default/<split>.csv``)."""
+def speaker_pool(split: str, corpus: str = "") -> dict[str, list[Path]]:
+    """Speaker -> files of the held-out split (``configs/splits/default/<split>.csv``), only the
+    speakers whose id starts with ``corpus`` (e.g. ``"so-"``: speechocean762) when given."""
     table = REPO / "configs" / "splits" / "default" / f"{split}.csv"
     pool: dict[str, list[Path]] = {}
     with table.open() as f:
         for row in csv.DictReader(f):
-            if row["speaker"].startswith(EXCLUDED_PREFIXES):
+            if row["speaker"].startswith(EXCLUDED_PREFIXES) or not row["speaker"].startswith(
+                corpus
+            ):
                 continue
             pool.setdefault(row["speaker"], []).append((table.parent / row["path"]).resolve())
     return pool
@@ -215,10 +222,12 @@ def build_set(
     min_speakers: int = 2,
     max_speakers: int = 6,
     prefix: str = "",
+    corpus: str = "",
 ) -> None:
-    """Write ``n`` conversations (wav + rttm + json) of the split's speakers into ``out``,
-    named ``<split><prefix>000``...; the same seed rebuilds the same files."""
-    pool = speaker_pool(split)
+    """Write ``n`` conversations (wav + rttm + json) of the split's speakers (of one corpus:
+    see :func:`speaker_pool`) into ``out``, named ``<split><prefix>000``...; the same seed
+    rebuilds the same files."""
+    pool = speaker_pool(split, corpus)
     noises = sorted((DATA / "noise").rglob("*.flac"))
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)

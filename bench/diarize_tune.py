@@ -9,8 +9,9 @@ One command per model (re-run it whenever the model's weights change)::
 1. Builds once (seeded, reused by later runs) the tuning set in ``--set-dir`` from the speakers
    of ``configs/splits/default/valid.csv`` only, never test: ``--n`` conversations of 2 to 6
    speakers (seed 1, the generator of ``bench/diarize.py``: the first files of its validation
-   set) and ``--n-one`` one-speaker recordings of 55-75 s (seed 11), with the same pauses,
-   levels and noise.
+   set), ``--n-one`` one-speaker recordings of 55-75 s (seed 11) and ``--n-same``
+   conversations of 2 to 4 speechocean762 speakers (seed 21: one recording setup, so voices
+   are closer than across corpora, as in a real room), with the same pauses, levels and noise.
 2. Embeds every file's windows once with the model and the default stages (silero VAD, 1.5 s
    windows every 0.75 s), cached under ``--set-dir`` by the model's weight fingerprint.
 3. Searches :class:`voxvec.apps.diarize.SpectralClusterer`'s ``prune`` x ``merge_threshold``
@@ -46,19 +47,37 @@ logger = logging.getLogger("bench.diarize_tune")
 
 PRUNES = (0.1, 0.15, 0.2, 0.3)
 MERGE_THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(15))  # 0.2 ... 0.9
-MULTI_SEED, ONE_SEED = 1, 11
+MULTI_SEED, ONE_SEED, SAME_SEED = 1, 11, 21
+SAME_CORPUS = "so-"  # speechocean762: one recording setup for every speaker
 
 
-def tuning_set(set_dir: Path, n: int, n_one: int) -> list[dict[str, Any]]:
-    """The validation conversations and one-speaker files, built on first use."""
+def tuning_set(set_dir: Path, n: int, n_one: int, n_same: int) -> list[dict[str, Any]]:
+    """The validation conversations, one-speaker files and same-corpus conversations, built on
+    first use (and the window caches dropped when the set changes)."""
     marker = set_dir / "set.json"
-    params = {"n": n, "n_one": n_one, "multi_seed": MULTI_SEED, "one_seed": ONE_SEED}
+    params = {
+        "n": n,
+        "n_one": n_one,
+        "n_same": n_same,
+        "seeds": [MULTI_SEED, ONE_SEED, SAME_SEED],
+        "same_corpus": SAME_CORPUS,
+    }
     if not marker.is_file() or json.loads(marker.read_text()) != params:
         logger.info("building the tuning set in %s", set_dir)
-        for old in set_dir.glob("valid*.*"):
+        for old in [*set_dir.glob("valid*.*"), *set_dir.glob("windows/*/*.npz")]:
             old.unlink()
         build_set("valid", n, MULTI_SEED, set_dir)
         build_set("valid", n_one, ONE_SEED, set_dir, min_speakers=1, max_speakers=1, prefix="one")
+        build_set(
+            "valid",
+            n_same,
+            SAME_SEED,
+            set_dir,
+            min_speakers=2,
+            max_speakers=4,
+            prefix="same",
+            corpus=SAME_CORPUS,
+        )
         marker.write_text(json.dumps(params) + "\n")
     return load_set([str(set_dir)])
 
@@ -131,8 +150,9 @@ def card_field(best: dict[str, Any], files: list[dict[str, Any]], args: argparse
     return {
         "spectral": {"prune": best["prune"], "merge_threshold": best["merge_threshold"]},
         "chosen_on": (
-            f"valid split: {len(files) - n_one} seeded conversations of 2-6 speakers and {n_one} "
-            f"one-speaker recordings; least DER + {args.count_weight} x wrong-count rate"
+            f"valid split: {args.n} seeded conversations of 2-6 speakers, {args.n_same} of 2-4 "
+            f"speakers of one corpus and {n_one} one-speaker recordings; least DER + "
+            f"{args.count_weight} x wrong-count rate"
         ),
         "valid_der": round(best["der"], 4),
         "valid_count_accuracy": round(best["count_accuracy"], 4),
@@ -148,6 +168,9 @@ def main() -> None:
     parser.add_argument("--set-dir", type=Path, default=Path("/tmp/voxvec-diarize-tune"))
     parser.add_argument("--n", type=int, default=12, help="conversations of 2-6 speakers (12)")
     parser.add_argument("--n-one", type=int, default=8, help="one-speaker recordings (8)")
+    parser.add_argument(
+        "--n-same", type=int, default=6, help="conversations of 2-4 speechocean762 speakers (6)"
+    )
     parser.add_argument(
         "--count-weight", type=float, default=0.1, help="DER points per wrong-count rate (0.1)"
     )
@@ -166,7 +189,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     embedder = voxvec.load(args.model, "cpu")
     diarizer = Diarizer(embedder)
-    files = tuning_set(args.set_dir, args.n, args.n_one)
+    files = tuning_set(args.set_dir, args.n, args.n_one, args.n_same)
     fingerprint = ModelIdentity.of(embedder).fingerprint[:16]
     windows = file_windows(diarizer, files, args.set_dir / "windows" / fingerprint)
     results = search(diarizer, files, windows, args.count_weight)

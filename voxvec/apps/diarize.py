@@ -424,8 +424,8 @@ class SpectralClusterer:
     def from_card(cls, card: Mapping[str, Any]) -> SpectralClusterer:
         """The clusterer with a model card's settings: ``card["diarization"]["spectral"]``
         (``prune`` and ``merge_threshold``, chosen for that model on the validation split by
-        ``bench/diarize_tune.py``), else the class defaults (chosen for CAM++ on 2-6 speaker
-        conversations only; a model of another score scale over- or under-splits with them).
+        ``bench/diarize_tune.py``), else the class defaults (CAM++'s settings; a model of
+        another score scale over- or under-splits with them).
 
         Raises:
             ValueError: the card's settings hold another key.
