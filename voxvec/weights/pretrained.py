@@ -248,19 +248,6 @@ _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
                 asset="voxvec-default.safetensors",
             ),
             PretrainedSpec(
-                name="voxvec-default-v1",
-                arch="ecapa",
-                sample_rate=16000,
-                frontend="logmel",
-                n_params=2_148_320,
-                description=(
-                    "voxvec's first default model (2026-11-24): ECAPA-TDNN-lite on 16 kHz "
-                    "log-mels, trained by configs/voxvec-default.yaml on 460 speakers of 5 "
-                    "corpora in 6 languages, no teacher; ships inside the package"
-                ),
-                asset="voxvec-default-v1.safetensors",
-            ),
-            PretrainedSpec(
                 name="campplus-zh-en",
                 arch="campplus",
                 sample_rate=16000,
