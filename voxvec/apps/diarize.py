@@ -394,6 +394,11 @@ class AgglomerativeClusterer:
         return labels[assign]
 
 
+MIN_NEIGHBOURS = 5
+"""Affinities kept per window at the least: with 2-3 neighbours (``prune`` of a 20-window file)
+one speaker's windows fall apart into several components and a given count splits a voice."""
+
+
 @dataclass(frozen=True)
 class SpectralClusterer:
     """Spectral clustering with the count from the eigen-gap, then a centroid merge.
@@ -408,7 +413,8 @@ class SpectralClusterer:
     when nothing bounds it.
 
     Attributes:
-        prune: fraction of each row's affinities kept (the nearest neighbours).
+        prune: fraction of each row's affinities kept (the nearest neighbours; at least
+            :data:`MIN_NEIGHBOURS`, so that a short file's few windows keep a connected graph).
         merge_threshold: the least centroid cosine at which estimated clusters are merged
             (it depends on the model's score scale: :meth:`from_card` reads the model's own).
         max_points: more windows than this are first reduced by spherical k-means.
@@ -458,7 +464,7 @@ class SpectralClusterer:
         if m < 3:
             return np.zeros(n, dtype=np.int64) if count.min <= 1 else np.arange(m)[assign]
         sim = np.clip(points @ points.T, 0.0, None)
-        keep = max(2, int(np.ceil(self.prune * m)))
+        keep = min(m, max(MIN_NEIGHBOURS, int(np.ceil(self.prune * m))))
         cut = np.partition(sim, m - keep, axis=1)[:, m - keep : m - keep + 1]
         aff = np.where(sim >= cut, sim, 0.0)
         aff = (aff + aff.T) / 2
