@@ -235,3 +235,20 @@ def test_resolve_method_says_what_runs_and_checks_the_extra(
     assert vad.resolve_method("auto") == "energy"
     with pytest.raises(ImportError, match=r"pip install 'voxvec\[vad\]'"):
         vad.resolve_method("silero")
+
+
+def test_the_speech_check_needs_little_memory_beyond_the_waveform() -> None:
+    """An hour of audio is checked in blocks of frames: no float64 copy of the whole input."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n = 16000 * 3600
+    gain = np.repeat(rng.uniform(0.05, 1.0, n // 4000), 4000).astype(np.float32)
+    wav = 0.1 * rng.standard_normal(n, dtype=np.float32) * gain  # a varying level: may be speech
+    tracemalloc.start()
+    try:
+        assert vad.non_speech_reason(wav, 16000) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.1 * wav.nbytes, f"{peak / 2**20:.0f} MiB for {wav.nbytes / 2**20:.0f} MiB"
