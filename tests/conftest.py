@@ -44,3 +44,16 @@ def sine_wave() -> np.ndarray:
     t = np.arange(16000) / 16000
     wav = 0.5 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(16000)
     return wav.astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Every test leaves torch's thread count as it found it: the CLI's ``--threads`` sets it for
+    the process, and a later test comparing an in-process run with a subprocess (which starts
+    with torch's default) would otherwise compute with other reduction orders."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
