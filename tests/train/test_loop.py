@@ -7,6 +7,7 @@ import math
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,6 +142,19 @@ def _same_training_state(a, b):
     assert a["sampler"] == b["sampler"] and a["step"] == b["step"]
 
 
+def _train_in_a_process(config, folder):
+    """``train(config)`` in a fresh Python process; returns the final checkpoint's path."""
+    path = folder / f"config-{config.checkpoint.path.replace('/', '_')}.yaml"
+    path.write_text(config_to_yaml(config))
+    code = "import sys; from voxvec.train import loop; from voxvec.train.config import load_config"
+    code += "; print(loop.train(load_config(sys.argv[1])))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def _with_broken_files(train_csv, folder):
     """A copy of ``train_csv`` (absolute paths) in ``folder`` with one broken file per speaker."""
     rows = train_csv.read_text().splitlines()
@@ -159,10 +173,14 @@ def test_a_sigkilled_run_resumes_exactly_past_an_unreadable_file(
 ):
     # Each speaker has one unreadable file: it is replaced the same way before and after the
     # kill, so resuming neither crashes on it nor changes the batches.
+    # Every run is a fresh process, as the killed one must be: in-process runs would compute in
+    # whatever state earlier tests left torch's thread pools in (other reduction orders).
     train_csv = _with_broken_files(synthetic_corpus[0], tmp_path)
     common = [f"data.train_csv={train_csv}", "validation.csv=null", "model.config.freq_mask_bins=8",
               "data.augment.gain_prob=0.5", "loss.kind=ge2e+aam"]  # fmt: skip
-    straight = load_checkpoint(train(tiny_config(*common, f"checkpoint.path={tmp_path / 'a'}")))
+    straight = load_checkpoint(
+        _train_in_a_process(tiny_config(*common, f"checkpoint.path={tmp_path / 'a'}"), tmp_path)
+    )
     unreadable = (tmp_path / "a" / "unreadable.csv").read_text().splitlines()[1:]
     assert unreadable and all("broken" in line for line in unreadable)
 
@@ -182,7 +200,7 @@ def test_a_sigkilled_run_resumes_exactly_past_an_unreadable_file(
     if where == "checkpoint":
         assert leftovers[0].startswith(".ckpt_00000006.pt.")
 
-    resumed = load_checkpoint(train(config))
+    resumed = load_checkpoint(_train_in_a_process(config, tmp_path))
     _same_training_state(straight, resumed)
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]  # removed at the start
     assert (run / "unreadable.csv").read_text().splitlines()[1:] == unreadable
