@@ -145,7 +145,7 @@ def test_the_teacher_can_run_on_the_fly_on_the_augmented_batch(
         assert torch.equal(t_wav, s_wav) and torch.equal(t_len, s_len)  # the same input
 
 
-def test_fine_tuning_validates_at_step_zero(tiny_config, teacher_bundle, tmp_path):
+def test_fine_tuning_validates_at_step_zero(tiny_config, tmp_path):
     student = save_bundle(_tiny_teacher(3, embed_dim=16), tmp_path / "student.safetensors")
     final = train(tiny_config(f"model.init_from={student}"))
     _, _, acc = _scalar_tags(final.parent / "logs")

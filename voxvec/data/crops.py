@@ -58,7 +58,7 @@ def plan_crops(
         lengths: each item's length in samples (as it is read: after any speed perturbation).
         min_samples: shortest crop (>= 1).
         max_samples: longest crop (>= ``min_samples``).
-        coverage: how many crops cover each second of a long item on average (> 0).
+        coverage: how many crops cover each sample of a long item, on average (> 0).
         seed: base seed (>= 0).
 
     Returns:
@@ -109,7 +109,7 @@ class CropBank(Dataset[dict[str, Any]]):
             :class:`~voxvec.data.dataset.UtteranceDataset` without ``max_load_s``).
         min_samples: shortest crop in samples.
         max_samples: longest crop in samples.
-        coverage: crops per second of a long item, on average.
+        coverage: how many crops cover each sample of a long item, on average.
         seed: base seed of the plan.
 
     Attributes:

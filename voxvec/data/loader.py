@@ -217,9 +217,9 @@ def training_data(
         rank: this process's rank (its shard of the batches).
         world_size: number of data-parallel processes.
         pin_memory: pin batches for faster host-to-GPU copies.
-        crop_bank: train on a :class:`~voxvec.data.crops.CropBank` with this coverage (crops
-            per second of a long file) instead of new random crops every batch; every file is
-            decoded once, here, to plan it.
+        crop_bank: train on a :class:`~voxvec.data.crops.CropBank` with this coverage (how
+            many crops cover each sample of a long file, on average) instead of new random
+            crops every batch; every file is decoded once, here, to plan it.
 
     Returns:
         The :class:`TrainData`.
@@ -248,12 +248,13 @@ def training_data(
         replace_unreadable=True,
     )
     files = SpeedSpeakerDataset(base, config.speed_factors) if config.speed_speakers else base
-    dataset: UtteranceDataset | SpeedSpeakerDataset | CropBank = files
-    collate: CropCollate | PadCollate = CropCollate(min_crop, max_crop, seed)
-    if crop_bank is not None:
+    dataset: UtteranceDataset | SpeedSpeakerDataset | CropBank
+    collate: CropCollate | PadCollate
+    if crop_bank is None:
+        dataset, collate = files, CropCollate(min_crop, max_crop, seed)
+    else:
         logger.info("planning the crop bank of %d files (each decoded once)", len(items))
-        dataset = CropBank(files, min_crop, max_crop, crop_bank, seed)
-        collate = PadCollate()
+        dataset, collate = CropBank(files, min_crop, max_crop, crop_bank, seed), PadCollate()
         logger.info("crop bank: %d crops of %d items", len(dataset), len(files))
     sampler = SpeakerBatchSampler(
         dataset.labels,

@@ -73,9 +73,10 @@ class DistillConfig:
             step, and reuse it every epoch (the teacher sees clean crops, speed copies
             included; the student the same crops augmented); false runs the teacher on every
             augmented batch instead (exact but slow on a CPU).
-        coverage: with cache, bank crops per second of a file longer than data.max_crop_s,
-            on average (more crops, more variety, a longer teacher pass); shorter files are one
-            crop, the whole file.
+        coverage: with cache, how many bank crops cover each sample of a file longer than
+            data.max_crop_s, on average (a 10 s file with crops of 1.5-3 s gets round(coverage
+            * 10 / 2.25) crops; more crops, more variety, a longer teacher pass); shorter
+            files are one crop, the whole file.
         cache_dir: where the teacher's embeddings of the bank are kept (resumable shards);
             null = checkpoint.path/teacher.
         batch_size: crops per teacher forward pass.

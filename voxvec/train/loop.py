@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from voxvec.atomic import atomic_open
+from voxvec.data.crops import CropBank
 from voxvec.data.loader import training_data
 from voxvec.data.manifest import CsvWriter
 from voxvec.losses.combined import SpeakerLoss
@@ -291,10 +292,11 @@ class Trainer:
         if self.teacher is None or not self.config.distill.cache:
             return
         bank = self.data.dataset
+        assert isinstance(bank, CropBank)  # training_data builds one when distill.cache is on
         folder = self.config.distill.folder(self.run_dir)
         tic = time.perf_counter()
         shard_dir = teacher_embeddings(
-            bank,  # type: ignore[arg-type]
+            bank,
             self.teacher,
             folder,
             batch_size=self.config.distill.batch_size,
@@ -315,7 +317,7 @@ class Trainer:
             cosine = fit_initial_projection(
                 distill,
                 self.model,
-                bank,  # type: ignore[arg-type]
+                bank,
                 self.teacher_targets,
                 fit_crops,
                 self.config.seed,
