@@ -5,6 +5,8 @@ whose embeddings move toward the teacher's on held-out speakers."""
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +89,25 @@ def test_the_teacher_pass_is_cached_in_resumable_shards(synthetic_corpus, tmp_pa
     shards[0].unlink()
     with pytest.raises(FileNotFoundError, match="shard_00000.npy"):
         load_teacher_embeddings(shard_dir, len(bank), 12)
+
+
+def test_the_cache_key_follows_the_files_contents_not_their_paths_or_times(
+    synthetic_corpus, tmp_path
+):
+    """A corpus copied elsewhere (new paths, new modification times) keeps its teacher cache;
+    one changed file makes a new key."""
+    teacher = _tiny_teacher(7)
+    key = distill.bank_key(_bank(synthetic_corpus[0]), teacher)
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_corpus[0].parent, copy)  # copytree keeps times: change them
+    for path in copy.iterdir():
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert distill.bank_key(_bank(copy / "manifest.csv"), teacher) == key
+    first = sorted(copy.glob("*.wav"))[0]
+    data = bytearray(first.read_bytes())
+    data[-1] ^= 1  # the last sample's low bit: same length, same crops
+    first.write_bytes(bytes(data))
+    assert distill.bank_key(_bank(copy / "manifest.csv"), teacher) != key
 
 
 def _distill_overrides(teacher: Path, *more: str) -> list[str]:

@@ -55,7 +55,7 @@ SHARD_SIZE = 2048
 _FIT_STREAM = 0xF1
 
 # Bump when the teacher's embeddings of an unchanged bank would change (bank reading, padding).
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,8 @@ def bank_key(bank: CropBank, teacher: SpeakerEncoder) -> str:
     assert isinstance(base, UtteranceDataset)
     digest = hashlib.sha256(f"v{_CACHE_VERSION}\0{_weights_digest(teacher)}".encode())
     for item in base.items:
-        st = os.stat(item.path)
-        digest.update(f"{Path(item.path).resolve()}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+        with open(item.path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
     factors = files.factors if isinstance(files, SpeedSpeakerDataset) else (1.0,)
     digest.update(json.dumps([base.sample_rate, list(factors)]).encode())
     digest.update(np.asarray(bank.crops, dtype=np.int64).tobytes())
