@@ -55,7 +55,7 @@ def speech(shared_data: Path) -> list[Path]:
 def test_load_dispatches_onnx_files_to_onnxruntime(onnx_file: Path) -> None:
     embedder = voxvec.load(onnx_file, "cpu", window_s=2.0, hop_s=1.0)
     assert isinstance(embedder, OnnxEmbedder)
-    assert (embedder.sample_rate, embedder.embed_dim, embedder.min_samples) == (16000, 256, 512)
+    assert (embedder.sample_rate, embedder.embed_dim, embedder.min_samples) == (16000, 256, 672)
     assert (embedder.window, embedder.hop) == (32000, 16000)
     assert embedder.providers == ["CPUExecutionProvider"] and embedder.device == "cpu"
     assert embedder.precision == "float32"

@@ -187,10 +187,21 @@ def test_frame_counts(name: str) -> None:
     torch.testing.assert_close(silent, torch.full_like(silent, float(np.log(cfg.log_floor))))
 
 
+def test_min_samples_give_two_frames_when_mean_normalised() -> None:
+    # One frame is its own mean: it would normalise to all zeros whatever the input.
+    assert (LOGMEL_16K.min_frames, LOGMEL_16K.min_samples) == (2, 512 + 160)
+    assert dataclasses.replace(LOGMEL_16K, normalize="none").min_samples == 512
+    assert (TACOTRON_22K.min_frames, TACOTRON_22K.min_samples) == (1, 513)
+    centred_mean = dataclasses.replace(TACOTRON_22K, normalize="mean")
+    assert centred_mean.min_samples == 513
+    assert int(frame_lengths(torch.tensor(513), centred_mean)) >= 2
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_too_short_input(name: str) -> None:
     cfg = PRESETS[name]
-    with pytest.raises(ValueError, match="shorter than one analysis window"):
+    needed = "one analysis window" if cfg.min_frames == 1 else "2 analysis frames"
+    with pytest.raises(ValueError, match=f"shorter than {needed}"):
         log_mel(torch.zeros(cfg.min_samples - 1), cfg)
     with pytest.raises(ValueError, match=f"{cfg.min_samples - 1} samples"):
         log_mel(torch.zeros(2, 4096), cfg, torch.tensor([4096, cfg.min_samples - 1]))

@@ -72,7 +72,7 @@ def test_matches_kaldi_native_fbank_on_real_speech(shared_data: Path) -> None:
 
 def test_padded_batch_gives_each_item_alone() -> None:
     gen = torch.Generator().manual_seed(0)
-    n_samples = [16000, 5200, 401, 9999]
+    n_samples = [16000, 5200, 561, 9999]
     wav = 3.0 * torch.randn(len(n_samples), max(n_samples), generator=gen)  # loud padding
     for i, n in enumerate(n_samples):
         wav[i, :n] = 0.1 * torch.randn(n, generator=gen)
@@ -103,7 +103,8 @@ def test_mel_banks_are_kaldis() -> None:
 def test_config_derived_sizes_and_floor() -> None:
     cfg = KALDI_FBANK_80
     assert (cfg.win_length, cfg.hop_length, cfg.n_fft, cfg.f_max) == (400, 160, 512, 8000.0)
-    assert cfg.min_samples == 400 and cfg.log_floor == FLOAT32_EPS
+    assert (cfg.min_frames, cfg.min_samples, cfg.log_floor) == (2, 560, FLOAT32_EPS)
+    assert KaldiFbankConfig(mean_normalize=False).min_samples == 400
     assert KaldiFbankConfig(round_to_power_of_two=False).n_fft == 400
     assert KaldiFbankConfig(high_freq=-400).f_max == 7600.0
     assert fbank_frame_lengths(torch.tensor([399, 400, 559, 560]), cfg).tolist() == [0, 1, 1, 2]
@@ -138,8 +139,11 @@ def test_invalid_config_is_refused(fields: dict, message: str) -> None:
 
 
 def test_short_or_malformed_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="input of 559 samples is shorter than 2 analysis frames"):
+        kaldi_fbank(torch.zeros(2, 800), lengths=torch.tensor([800, 559]))
+    raw = KaldiFbankConfig(mean_normalize=False)
     with pytest.raises(ValueError, match="input of 399 samples is shorter than one analysis"):
-        kaldi_fbank(torch.zeros(2, 800), lengths=torch.tensor([800, 399]))
+        kaldi_fbank(torch.zeros(2, 800), raw, lengths=torch.tensor([800, 399]))
     with pytest.raises(ValueError, match="input of 300 samples"):
         kaldi_fbank(torch.zeros(300))
     with pytest.raises(ValueError, match=r"expected a \(T,\) or \(B, T\) waveform"):
@@ -149,7 +153,7 @@ def test_short_or_malformed_input_is_refused() -> None:
 def test_front_end_is_kaldi_fbank() -> None:
     frontend = create_frontend(KALDI_FBANK_80)
     assert isinstance(frontend, KaldiFbank) and frontend.kind == "kaldi_fbank"
-    assert (frontend.sample_rate, frontend.min_samples, frontend.n_mels) == (16000, 400, 80)
+    assert (frontend.sample_rate, frontend.min_samples, frontend.n_mels) == (16000, 560, 80)
     wav = 0.1 * torch.randn(2, 5000, generator=torch.Generator().manual_seed(2))
     lengths = torch.tensor([5000, 3000])
     features, n_frames = frontend(wav, lengths)

@@ -138,7 +138,7 @@ def test_trains_with_gradients_to_every_parameter() -> None:
 def test_default_config_is_the_published_architecture() -> None:
     model = create_model("campplus")
     assert sum(p.numel() for p in model.parameters()) == 6_848_544
-    assert model.embed_dim == 192 and model.sample_rate == 16000 and model.min_samples == 400
+    assert model.embed_dim == 192 and model.sample_rate == 16000 and model.min_samples == 560
     assert model.frontend.kind == "kaldi_fbank"
     assert len(model.state_dict()) == 937  # as many tensors as 3D-Speaker's checkpoint
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from voxvec.audio.features import LOGMEL_16K, TACOTRON_22K
@@ -112,8 +112,19 @@ def test_too_short_lengths_are_a_value_error(name: str, data: st.DataObject) -> 
     lengths[i] = data.draw(st.integers(-(2**40), frontend.min_samples - 1))
     with pytest.raises(ValueError, match=rf"input of {int(lengths[i])} samples is shorter"):
         frontend(wav, lengths)
-    with pytest.raises(ValueError, match="shorter than one analysis window"):
+    with pytest.raises(ValueError, match="shorter than (one analysis window|2 analysis frames)"):
         frontend(wav[:1, : frontend.min_samples - 1], torch.tensor([frontend.min_samples - 1]))
+
+
+@pytest.mark.parametrize("name", sorted(set(FRONTENDS) - {"waveform"}))
+def test_shortest_input_gives_two_frames_when_mean_normalised(name: str) -> None:
+    config = CONFIGS[name]
+    normalised = getattr(config, "normalize", "none") == "mean" or getattr(
+        config, "mean_normalize", False
+    )
+    frontend = FRONTENDS[name]
+    n_frames = int(frontend.output_lengths(torch.tensor(frontend.min_samples)))
+    assert n_frames >= (2 if normalised else 1)
 
 
 MODELS = {name: create_model(name).eval() for name in list_models()}
@@ -161,7 +172,6 @@ def test_models_take_valid_lengths_and_refuse_the_rest_with_a_value_error(
             with pytest.raises(ValueError, match="lengths must"):
                 model(wav, lengths)
             return
-        assume(int(lengths.min()) >= 2 * model.min_samples)  # one frame: see the test below
         emb = model(wav, lengths)
     assert emb.shape == (batch, model.embed_dim) and torch.isfinite(emb).all()
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(batch))
@@ -177,24 +187,8 @@ def test_many_padded_batches(name: str, data: st.DataObject) -> None:
     check_padded_equals_alone(frontend, wav, lengths)
 
 
-@pytest.mark.parametrize(
-    "arch",
-    [
-        pytest.param(
-            arch,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: the front-end's mean normalisation makes the features of a "
-                "single frame all zero, so every input of min_samples gets one and the same "
-                "vector (CAM++: the zero vector, not a unit one); min_samples should be 2 frames",
-            ),
-        )
-        if arch in ("campplus", "ecapa")
-        else arch
-        for arch in sorted(MODELS)
-    ],
-)
-def test_one_frame_inputs_give_unit_embeddings_that_depend_on_the_input(arch: str) -> None:
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_shortest_inputs_give_unit_embeddings_that_depend_on_the_input(arch: str) -> None:
     model = MODELS[arch]
     gen = torch.Generator().manual_seed(0)
     wav = torch.randn(2, model.min_samples, generator=gen) * torch.tensor([[0.1], [0.3]])

@@ -79,13 +79,23 @@ class MelConfig:
             raise ValueError(f"normalize must be 'none' or 'mean', got {self.normalize!r}")
 
     @property
+    def min_frames(self) -> int:
+        """Fewest frames that carry information: two with ``normalize="mean"`` (one frame is its
+        own mean, so it normalises to all zeros whatever the input), else one."""
+        return 2 if self.normalize == "mean" else 1
+
+    @property
     def min_samples(self) -> int:
-        """Fewest input samples that give one frame.
+        """Fewest input samples that give :attr:`min_frames` frames.
 
         Uncentred frames read ``n_fft`` samples (a shorter window sits centred inside them);
-        centred frames need more samples than the ``n_fft // 2`` of reflect padding.
+        centred frames need more samples than the ``n_fft // 2`` of reflect padding; every
+        further frame needs ``hop_length`` more.
         """
-        return self.n_fft // 2 + 1 if self.center else self.n_fft
+        further = (self.min_frames - 1) * self.hop_length
+        if self.center:
+            return max(self.n_fft // 2 + 1, further)
+        return self.n_fft + further
 
 
 TACOTRON_22K = MelConfig(
@@ -206,14 +216,16 @@ def _spectrogram_traceable(wav: Tensor, lengths: Tensor, config: MelConfig) -> T
 
 
 def waveform_batch(
-    wav: Tensor, lengths: Tensor | None, min_samples: int, sample_rate: int
+    wav: Tensor, lengths: Tensor | None, min_samples: int, min_frames: int, sample_rate: int
 ) -> tuple[Tensor, Tensor]:
     """A front-end's input checked: ``(B, T)`` float32 and ``(B,)`` LongTensor lengths.
 
     Args:
         wav: ``(T,)`` or ``(B, T)`` waveform(s); ``(T,)`` gives B = 1.
         lengths: ``(B,)`` valid samples per item of a right-padded batch; None: all ``T``.
-        min_samples: the fewest samples that give one frame.
+        min_samples: the fewest samples that give ``min_frames`` frames.
+        min_frames: the fewest frames the features need (1, or 2 when mean-normalised), for the
+            error message.
         sample_rate: the rate in Hz, for the error message.
 
     Raises:
@@ -229,10 +241,14 @@ def waveform_batch(
     short = lengths < min_samples
     if bool(short.any()):
         bad = int(lengths[short][0])
-        raise ValueError(
-            f"input of {bad} samples is shorter than one analysis window "
-            f"({min_samples} samples at {sample_rate} Hz)"
-        )
+        if min_frames == 1:
+            needed = f"one analysis window ({min_samples} samples at {sample_rate} Hz)"
+        else:
+            needed = (
+                f"{min_frames} analysis frames ({min_samples} samples at {sample_rate} Hz; "
+                "the per-utterance mean normalisation makes a single frame all zeros)"
+            )
+        raise ValueError(f"input of {bad} samples is shorter than {needed}")
     return wav.float(), lengths
 
 
@@ -253,7 +269,9 @@ def log_mel(wav: Tensor, config: MelConfig, lengths: Tensor | None = None) -> tu
     Raises:
         ValueError: an item is shorter than ``config.min_samples``.
     """
-    wav, lengths = waveform_batch(wav, lengths, config.min_samples, config.sample_rate)
+    wav, lengths = waveform_batch(
+        wav, lengths, config.min_samples, config.min_frames, config.sample_rate
+    )
     batch, total = wav.shape
     if config.preemphasis:
         wav = torch.cat([wav[:, :1], wav[:, 1:] - config.preemphasis * wav[:, :-1]], dim=1)

@@ -133,9 +133,16 @@ class KaldiFbankConfig:
         return self.high_freq if self.high_freq > 0 else self.sample_rate / 2 + self.high_freq
 
     @property
+    def min_frames(self) -> int:
+        """Fewest frames that carry information: two with ``mean_normalize`` (one frame is its
+        own mean, so it normalises to all zeros whatever the input), else one."""
+        return 2 if self.mean_normalize else 1
+
+    @property
     def min_samples(self) -> int:
-        """Fewest input samples that give one frame: one window."""
-        return self.win_length
+        """Fewest input samples that give :attr:`min_frames` frames: one window, and one hop
+        more per further frame."""
+        return self.win_length + (self.min_frames - 1) * self.hop_length
 
 
 KALDI_FBANK_80 = KaldiFbankConfig()
@@ -197,10 +204,12 @@ def kaldi_fbank(
         computed alone. A ``(T,)`` input gives B = 1.
 
     Raises:
-        ValueError: ``wav`` is not 1-D or 2-D, or an item is shorter than one window
-            (``config.min_samples``).
+        ValueError: ``wav`` is not 1-D or 2-D, or an item is shorter than
+            ``config.min_samples`` (one window; two frames when mean-normalised).
     """
-    wav, lengths = waveform_batch(wav, lengths, config.min_samples, config.sample_rate)
+    wav, lengths = waveform_batch(
+        wav, lengths, config.min_samples, config.min_frames, config.sample_rate
+    )
     tracing = torch.jit.is_tracing()  # ONNX and TorchScript export: see voxvec.audio.traceable
     if tracing:
         frames = frame(wav, config.win_length, config.hop_length)  # (B, F, win_length)

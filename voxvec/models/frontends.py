@@ -65,7 +65,7 @@ class Frontend(nn.Module):
 
     @property
     def min_samples(self) -> int:
-        """Fewest samples that give one feature step."""
+        """Fewest samples whose features carry information (at least one feature step)."""
         raise NotImplementedError
 
     def output_lengths(self, n_samples: Tensor) -> Tensor:
@@ -111,7 +111,8 @@ class _Filterbank(Frontend):
 
     @property
     def min_samples(self) -> int:
-        """Fewest samples that give one frame."""
+        """Fewest samples that give the config's ``min_frames`` frames (two when the features
+        are mean-normalised, as a single frame normalises to all zeros)."""
         return int(self.config.min_samples)
 
     @property
