@@ -135,20 +135,43 @@ def trim_silence(wav: np.ndarray, sample_rate: int, method: str = "auto") -> np.
     return np.concatenate([wav[start:end] for start, end in segments])
 
 
-_STEADY_DB = 0.5  # a level that varies less than this (std over frames, dB) is not speech
+_STEADY_DB = 0.5  # the steady limit (std of frame levels, dB) for noise over the whole band
 _MIN_FRAMES_FOR_STEADY = 10
+_CLICK_SHARE = 0.5  # a frame with more than this share of its energy in one sample is a click
+_EDGE_MS = 50.0  # resampling from any accepted rate (1 kHz and up) rings for less than this...
+_EDGE_MIN_MS = 500.0  # ...left out of inputs this long (the Embedder's default min_speech_s)
+_BAND_TAIL = 1e-3  # the occupied band leaves out this share of the power at each end...
+_MIN_BAND = 0.25  # ...and is at least this fraction of the spectrum: a limit of at most 1 dB
+_N_SPECTRUM_FRAMES = 256  # frames, evenly spread over the sounding ones, for the band
 
 
 def non_speech_reason(wav: np.ndarray, sample_rate: int) -> str | None:
     """Why ``wav`` cannot hold speech, or None when it may: a cheap check for inputs that would
     otherwise get a confident embedding of nothing.
 
-    Two kinds of input are refused: silence (no 25 ms frame above -55 dBFS) and steady signals
-    whose frame level varies by less than 0.5 dB (standard deviation over the frames above
-    -55 dBFS): tones, hum, white noise. Speech varies by 2.6 dB or more in 300 real recordings
-    measured, and by 0.65 dB or more under white noise 5 dB louder than it; of all 18,240 files
-    in ../shared/data only one is refused (a Common Voice clip whose peak is -62 dBFS).
-    Non-stationary noise (dishes, traffic) passes this check; trim it with ``vad="silero"``.
+    The check looks at the level of side-by-side 25 ms frames (mean-removed RMS, dBFS), leaving
+    out the first and last 50 ms of inputs of 0.5 s or more (resampling a DC offset, or a tone
+    above the new band, leaves nothing else but ringing there). A frame *sounds* when it reaches
+    -55 dBFS and is not a click (over half its energy in one sample). Two kinds of input are
+    refused:
+
+    - silence: no frame sounds;
+    - steady signals (tones, hum, stationary noise): the level of the sounding frames varies by
+      less than ``0.5 / sqrt(band)`` dB (standard deviation over at least 10 frames), where
+      ``band`` is the fraction of the spectrum up to Nyquist that holds all but 0.1% of the
+      power at each end, at least 1/4 (so the limit is 0.5-1 dB). White noise over the whole
+      band spreads by about 0.3 dB in 25 ms frames, noise in a fraction ``band`` of it by
+      ``1 / sqrt(band)`` times more (fewer independent values per frame): 8 kHz white noise
+      resampled to 16 kHz spreads by about 0.45 dB, against a limit of about 0.72 dB.
+
+    Speech varies by 1.25 dB or more, and by at least 1.5 times its limit, in the 17,721 of the
+    18,240 files of ../shared/data (at 16 kHz) with 10 sounding frames or more (the narrow-band
+    8 kHz digits come closest); by 0.57 dB or more under white noise 5 dB louder than it (300
+    of those files, 60 per corpus; the band is then whole: a limit of 0.5 dB). Of the 18,240
+    files only one is refused, a Common Voice clip whose peak is -62 dBFS
+    (``bench/speech_check.py`` measures this). Non-stationary noise (dishes, traffic) passes
+    this check, and so do clicks resampled from another rate (spread over several samples);
+    trim noise with ``vad="silero"``.
 
     Args:
         wav: mono waveform ``(T,)`` in [-1, 1].
@@ -161,6 +184,9 @@ def non_speech_reason(wav: np.ndarray, sample_rate: int) -> str | None:
     wav = np.asarray(wav, dtype=np.float32)
     if wav.size == 0:
         return "no samples"
+    if wav.size >= _ms(_EDGE_MIN_MS, sample_rate):
+        edge = _ms(_EDGE_MS, sample_rate)
+        wav = wav[edge : wav.size - edge]  # a view
     frame = _ms(_FRAME_MS, sample_rate)
     n_frames = max(1, wav.size // frame)
     # Side-by-side frames in float32: a tenth of the cost of the detector's 10 ms hop, and the
@@ -169,20 +195,45 @@ def non_speech_reason(wav: np.ndarray, sample_rate: int) -> str | None:
         wav = np.pad(wav, (0, frame - wav.size))
     frames = wav[: n_frames * frame].reshape(n_frames, frame)  # a view: no copy of hours of audio
     power = np.empty(n_frames)
+    click = np.empty(n_frames, dtype=bool)
     for first in range(0, n_frames, _VAR_BLOCK_FRAMES):  # float64 over a block at a time
         block = frames[first : first + _VAR_BLOCK_FRAMES]
-        power[first : first + len(block)] = block.var(axis=1, dtype=np.float64)
+        part = slice(first, first + len(block))
+        mean = block.mean(axis=1, dtype=np.float64)
+        power[part] = block.var(axis=1, dtype=np.float64)
+        peak = np.maximum(block.max(axis=1) - mean, mean - block.min(axis=1))
+        click[part] = peak * peak > _CLICK_SHARE * frame * power[part]
     levels_db = 10.0 * np.log10(np.maximum(power, _POWER_EPS))
-    sounding = levels_db[levels_db >= _FLOOR_DBFS]
-    if sounding.size == 0:
-        return f"silence (nothing above {_FLOOR_DBFS:g} dBFS)"
+    loud = levels_db >= _FLOOR_DBFS
+    sounds = loud & ~click
+    if not sounds.any():
+        clicks = ", but for clicks" if loud.any() else ""
+        return f"silence (nothing above {_FLOOR_DBFS:g} dBFS{clicks})"
+    sounding = levels_db[sounds]
+    if sounding.size < _MIN_FRAMES_FOR_STEADY:
+        return None
     spread = float(sounding.std())
-    if sounding.size >= _MIN_FRAMES_FOR_STEADY and spread < _STEADY_DB:
+    limit = _STEADY_DB / math.sqrt(_occupied_band(frames, np.flatnonzero(sounds)))
+    if spread < limit:
         return (
-            f"a steady signal (its level varies by {spread:.2f} dB over time: a tone, hum or "
-            "stationary noise)"
+            f"a steady signal (its level varies by {spread:.2f} dB over time, under the "
+            f"{limit:.2f} dB limit for its bandwidth: a tone, hum or stationary noise)"
         )
     return None
+
+
+def _occupied_band(frames: np.ndarray, sounding: np.ndarray) -> float:
+    """The fraction of the spectrum (up to Nyquist) that holds all but ``_BAND_TAIL`` of the
+    power at each end, over up to ``_N_SPECTRUM_FRAMES`` of the ``sounding`` frames; at least
+    ``_MIN_BAND``."""
+    n_chosen = min(_N_SPECTRUM_FRAMES, sounding.size)
+    chosen = sounding[np.linspace(0, sounding.size - 1, n_chosen).astype(np.int64)]
+    x = frames[chosen].astype(np.float64)  # a copy of the chosen frames only
+    x -= x.mean(axis=1, keepdims=True)
+    spectrum = (np.abs(np.fft.rfft(x * np.hanning(frames.shape[1]), axis=1)) ** 2).mean(axis=0)
+    share = np.cumsum(spectrum) / max(float(spectrum.sum()), np.finfo(float).tiny)
+    low, high = np.searchsorted(share, [_BAND_TAIL, 1.0 - _BAND_TAIL])
+    return max(_MIN_BAND, (int(high) - int(low) + 1) / spectrum.size)
 
 
 def _ms(ms: float, sample_rate: int) -> int:
