@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import itertools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -237,21 +238,89 @@ def test_resolve_method_says_what_runs_and_checks_the_extra(
         vad.resolve_method("silero")
 
 
-def test_the_speech_check_needs_little_memory_beyond_the_waveform() -> None:
-    """An hour of audio is checked in blocks of frames: no float64 copy of the whole input."""
-    import tracemalloc
-
+@pytest.fixture(scope="module")
+def an_hour_of_varying_noise() -> np.ndarray:
+    """An hour at 16 kHz of noise whose level changes every 0.25 s: it may be speech."""
     rng = np.random.default_rng(0)
     n = 16000 * 3600
     gain = np.repeat(rng.uniform(0.05, 1.0, n // 4000), 4000).astype(np.float32)
-    wav = 0.1 * rng.standard_normal(n, dtype=np.float32) * gain  # a varying level: may be speech
+    return 0.1 * rng.standard_normal(n, dtype=np.float32) * gain
+
+
+def peak_traced_bytes(run: Callable[[], object]) -> tuple[object, int]:
+    """What ``run()`` returns and the peak of the memory it allocated (tracemalloc)."""
+    import tracemalloc
+
     tracemalloc.start()
     try:
-        assert vad.non_speech_reason(wav, 16000) is None
+        result = run()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+    return result, peak
+
+
+def test_the_speech_check_needs_little_memory_beyond_the_waveform(
+    an_hour_of_varying_noise: np.ndarray,
+) -> None:
+    """An hour of audio is checked in blocks of frames: no float64 copy of the whole input."""
+    wav = an_hour_of_varying_noise
+    reason, peak = peak_traced_bytes(lambda: vad.non_speech_reason(wav, 16000))
+    assert reason is None
     assert peak < 0.1 * wav.nbytes, f"{peak / 2**20:.0f} MiB for {wav.nbytes / 2**20:.0f} MiB"
+
+
+def test_the_energy_detector_needs_little_memory_beyond_the_waveform(
+    an_hour_of_varying_noise: np.ndarray,
+) -> None:
+    """The energy detector's running sums go a chunk of frames at a time (they took 1.8x the
+    waveform's bytes for an hour, 8x for 10 minutes)."""
+    wav = an_hour_of_varying_noise
+    segments, peak = peak_traced_bytes(lambda: speech_segments(wav, 16000, "energy"))
+    assert segments
+    assert peak < 0.1 * wav.nbytes, f"{peak / 2**20:.0f} MiB for {wav.nbytes / 2**20:.0f} MiB"
+
+
+def levels_one_running_sum_per_block(
+    wav: np.ndarray, frame: int, hop: int, block_frames: int
+) -> np.ndarray:
+    """The energy detector's frame levels as it computed them before it went in chunks: one
+    running sum over each whole block of frames."""
+    n_frames = (wav.size - frame) // hop + 1
+    levels = []
+    for first in range(0, n_frames, block_frames):
+        count = min(block_frames, n_frames - first)
+        x = wav[first * hop : (first + count - 1) * hop + frame].astype(np.float64)
+        s1 = np.concatenate([[0.0], np.cumsum(x)])
+        s2 = np.concatenate([[0.0], np.cumsum(x * x)])
+        starts = np.arange(count) * hop
+        mean = (s1[starts + frame] - s1[starts]) / frame
+        power = (s2[starts + frame] - s2[starts]) / frame - mean * mean
+        levels.append(10.0 * np.log10(np.maximum(power, 1e-10)))
+    return np.concatenate(levels)
+
+
+@pytest.mark.parametrize(
+    ("block_frames", "chunk_frames"), [(1 << 16, 1 << 10), (1 << 12, 1 << 8), (1 << 10, 1 << 10)]
+)
+@pytest.mark.parametrize("rate", [16000, 22050])
+def test_energy_levels_in_chunks_are_those_of_whole_blocks_bit_for_bit(
+    shared_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    block_frames: int,
+    chunk_frames: int,
+    rate: int,
+) -> None:
+    """Real speech (70 s: several blocks and chunks) gets exactly the levels, so the segments,
+    of one running sum per block."""
+    files = speech_files(shared_data, "librispeech-train-clean-100-sample", 5)
+    wav = np.concatenate([load(path, rate) for path in files])
+    monkeypatch.setattr(vad, "_LEVEL_BLOCK_FRAMES", block_frames)
+    monkeypatch.setattr(vad, "_LEVEL_CHUNK_FRAMES", chunk_frames)
+    frame, hop = vad._ms(25.0, rate), vad._ms(10.0, rate)
+    expected = levels_one_running_sum_per_block(wav, frame, hop, block_frames)
+    assert expected.size > 6 * chunk_frames  # 6,250 frames at 16 kHz: chunks and blocks
+    assert np.array_equal(vad._frame_levels_db(wav, frame, hop), expected)
 
 
 @pytest.mark.parametrize("rate", [1000, 8000, 22050, 44100, 48000])

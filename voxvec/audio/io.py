@@ -84,8 +84,8 @@ def check_waveform(wav: np.ndarray, source: str) -> np.ndarray:
             "[-1, 1] (or int16 / int32 PCM)"
         )
     wav = wav.astype(np.float32, copy=False)
-    finite = np.isfinite(wav)
-    if not finite.all():
+    if not (np.isfinite(wav.min()) and np.isfinite(wav.max())):  # NaN propagates: no copy
+        finite = np.isfinite(wav)
         first = int(np.argmin(finite))
         raise AudioError(
             f"{source}: {int(wav.size - finite.sum())} of {wav.size} samples are NaN or infinite "

@@ -240,7 +240,8 @@ def _ms(ms: float, sample_rate: int) -> int:
     return int(round(ms * sample_rate / 1000.0))
 
 
-_LEVEL_BLOCK_FRAMES = 1 << 16  # frames per block of running sums: memory bounded for hours
+_LEVEL_BLOCK_FRAMES = 1 << 16  # the running sums restart every this many frames (precision)
+_LEVEL_CHUNK_FRAMES = 1 << 10  # frames per chunk of them (~6 MB of float64 at 16 kHz)
 _VAR_BLOCK_FRAMES = 1 << 12  # whole frames per block of variances (~13 MB of float64 at 16 kHz)
 
 
@@ -250,16 +251,25 @@ def _frame_levels_db(wav: np.ndarray, frame: int, hop: int) -> np.ndarray:
         wav = np.pad(wav, (0, frame - wav.size))
     n_frames = (wav.size - frame) // hop + 1
     levels = np.empty(n_frames)
-    # Running sums over a block of frames at a time: O(block) memory, float64 precision.
-    for first in range(0, n_frames, _LEVEL_BLOCK_FRAMES):
-        count = min(_LEVEL_BLOCK_FRAMES, n_frames - first)
+    # Running sums in float64, restarted every block of frames (so that hours of squares do not
+    # swamp a quiet frame) and taken a chunk of frames at a time (so that memory is bounded):
+    # each chunk's sums start from the last one's, so a block's sums are what one pass over
+    # the whole block would give, bit for bit.
+    sum1 = sum2 = 0.0  # the running sums at the chunk's first frame
+    starts = np.arange(_LEVEL_CHUNK_FRAMES) * hop
+    for first in range(0, n_frames, _LEVEL_CHUNK_FRAMES):
+        if first % _LEVEL_BLOCK_FRAMES == 0:
+            sum1 = sum2 = 0.0
+        count = min(_LEVEL_CHUNK_FRAMES, n_frames - first)
         x = wav[first * hop : (first + count - 1) * hop + frame].astype(np.float64)
-        s1 = np.concatenate([[0.0], np.cumsum(x)])
-        s2 = np.concatenate([[0.0], np.cumsum(x * x)])
-        starts = np.arange(count) * hop
-        mean = (s1[starts + frame] - s1[starts]) / frame
-        power = (s2[starts + frame] - s2[starts]) / frame - mean * mean
+        s1 = np.cumsum(np.concatenate([[sum1], x]))
+        s2 = np.cumsum(np.concatenate([[sum2], x * x]))
+        at = starts[:count]
+        mean = (s1[at + frame] - s1[at]) / frame
+        power = (s2[at + frame] - s2[at]) / frame - mean * mean
         levels[first : first + count] = 10.0 * np.log10(np.maximum(power, _POWER_EPS))
+        if first + count < n_frames:  # the next chunk's first frame starts inside this one
+            sum1, sum2 = float(s1[count * hop]), float(s2[count * hop])
     return levels
 
 
