@@ -218,19 +218,52 @@ def test_audio_over_the_duration_limit_is_413(api, server, speech, tmp_path) -> 
     )
 
 
-def test_a_header_without_a_length_is_422(api, server, speech, tmp_path) -> None:
+def streamed_flac(wav: np.ndarray, rate: int, path: Path) -> Path:
+    """``wav`` as a FLAC whose header gives no length, as an encoder writing to a pipe leaves
+    it: STREAMINFO's 36-bit total-sample count and its MD5 are 0 ("unknown"). (libsndfile
+    itself cannot write one: on a pipe it appends the STREAMINFO it cannot seek back to.)"""
+    sf.write(path, wav, rate)
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO is the first block
+    data[21] &= 0xF0
+    data[22:42] = bytes(20)
+    path.write_bytes(bytes(data))
+    with sf.SoundFile(path) as f:
+        assert f.frames >= 2**62  # libsndfile: "unknown"
+    return path
+
+
+def test_a_streamed_flac_is_embedded_like_any_other(
+    api, server, speech, embedder, tmp_path
+) -> None:
+    """A FLAC whose header gives no length (it used to be refused with a 422) is counted by
+    decoding it: its duration, and its embedding, are those of the same audio in a plain FLAC."""
     from voxvec.audio import load
 
     wav = load(speech["alice"][0], 16000)
-    path = tmp_path / "streamed.flac"
-    sf.write(path, wav, 16000)
-    data = bytearray(path.read_bytes())
-    data[21] &= 0xF0  # STREAMINFO's 36-bit total sample count: 0, "unknown" (streamed FLAC)
-    data[22:26] = bytes(4)
-    path.write_bytes(bytes(data))
+    path = streamed_flac(wav, 16000, tmp_path / "streamed.flac")
     response = api.post("/embed", files=server.files("files", path))
-    assert response.status_code == 422
-    assert response.json()["detail"].startswith("'streamed.flac': its header gives no length")
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    assert result["file"] == "streamed.flac"
+    assert result["duration_s"] == pytest.approx(len(wav) / 16000)
+    np.testing.assert_allclose(
+        np.array(result["embedding"], np.float32), embedder.embed(wav, 16000)[0], atol=1e-5
+    )
+
+
+def test_a_streamed_flac_over_the_duration_limit_is_413(api, server, speech, tmp_path) -> None:
+    from voxvec.audio import load
+
+    wav = np.concatenate([load(p, 16000) for p in speech["alice"][:16]])[: 16000 * 40]
+    path = streamed_flac(wav, 16000, tmp_path / "long-streamed.flac")
+    assert path.stat().st_size < 2**21  # under the upload limit: the duration is what is refused
+    response = api.post("/embed", files=server.files("files", path))
+    assert response.status_code == 413
+    assert response.json()["detail"] == (
+        "'long-streamed.flac' is over 30 s long; this server takes at most 30 s per file "
+        "(--max-audio-s)"
+    )
 
 
 @pytest.mark.parametrize(

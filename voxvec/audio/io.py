@@ -47,7 +47,7 @@ _BLOCK_SAMPLES = 1 << 18  # samples decoded at a time (all channels): 2.7 s of 4
 # 2**63 - 1). Speech at 6 kb/s Opus gives 21 a byte at 16 kHz; rarer files (FLAC of digital
 # silence, about 350) make the output grow as they decode.
 _MAX_SAMPLES_PER_BYTE = 64
-_UNKNOWN_FRAMES = 2**62
+_UNKNOWN_FRAMES = 2**62  # libsndfile reports a length the header does not give as 2**63 - 1
 
 
 class AudioError(ValueError):
@@ -183,8 +183,8 @@ def _decode(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, float
                 if target == native
                 else soxr.ResampleStream(native, target, 1, dtype="float32", quality="HQ")
             )
-            header_frames = f.frames if f.frames < _UNKNOWN_FRAMES else None
-            n_out = math.ceil((header_frames or 0) * target / native)
+            claimed = header_frames(f)
+            n_out = math.ceil((claimed or 0) * target / native)
             out = np.empty(min(n_out, path.stat().st_size * _MAX_SAMPLES_PER_BYTE) + 64, np.float32)
             filled, peak, position = 0, 0.0, 0
             block_frames = max(1, _BLOCK_SAMPLES // f.channels)
@@ -203,8 +203,8 @@ def _decode(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, float
             if stream is not None:
                 tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
                 out, filled = _append(out, filled, tail)
-            if header_frames is not None and 0 < position < header_frames:
-                _short_decode(path, f.format, header_frames, position)
+            if claimed is not None and 0 < position < claimed:
+                _short_decode(path, f.format, claimed, position)
     except (sf.SoundFileError, RuntimeError) as e:
         raise _decode_error(path, e) from e
     if position == 0:
@@ -222,6 +222,26 @@ def _downmix(block: np.ndarray) -> np.ndarray:
     """The mean of a ``(frames, channels)`` float32 block's channels, summed in float64 (so
     samples near float32's largest do not overflow to infinity)."""
     return block.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def header_frames(f: sf.SoundFile) -> int | None:
+    """The frame count an open file's header gives; None when it gives none (a FLAC written as
+    a stream, to a pipe or by a recorder that never went back to fill in the length)."""
+    return int(f.frames) if f.frames < _UNKNOWN_FRAMES else None
+
+
+def count_frames(f: sf.SoundFile, limit: int) -> int:
+    """Decode an open file from where it stands, dropping the samples, and count its frames,
+    stopping at ``limit``: exact whatever the header says (or leaves out), one block of memory.
+
+    Raises:
+        soundfile.SoundFileError: the file does not decode (libsndfile's error).
+    """
+    counted = 0
+    block_frames = max(1, _BLOCK_SAMPLES // f.channels)
+    while counted < limit and (block := _read_block(f, min(block_frames, limit - counted))).size:
+        counted += len(block)
+    return counted
 
 
 def _read_block(f: sf.SoundFile, n_frames: int) -> np.ndarray:

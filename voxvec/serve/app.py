@@ -58,6 +58,7 @@ from voxvec.apps.diarize import Diarizer, store_namer
 from voxvec.apps.identity import ModelIdentity
 from voxvec.apps.store import SpeakerStore, StoreError
 from voxvec.apps.verify import verify
+from voxvec.audio.io import count_frames, header_frames
 from voxvec.inference import Embedder
 from voxvec.serve.settings import ServeSettings
 from voxvec.serve.worker import BatchWorker, Overloaded, QueuedEmbedder, TimedOut, deadline
@@ -284,7 +285,6 @@ async def _send_error(send: Send, status: int, detail: str) -> None:
 # --------------------------------------------------------------------------- uploads
 
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
-_UNKNOWN_FRAMES = 2**62  # libsndfile reports an unknown length as the largest count
 
 
 @dataclass(frozen=True)
@@ -340,11 +340,11 @@ class _Request:
         """The file's duration in seconds; 413 when it is over the limit.
 
         Frames are counted (decoded, not kept) up to the limit, so a header that understates
-        the length cannot bring in hours of audio; 0 when the file does not open (the decoder
-        then says what is wrong).
+        the length, or gives none (a streamed FLAC), cannot bring in hours of audio; 0 when the
+        file does not open (the decoder then says what is wrong).
 
         Raises:
-            HTTPException: 413 longer than the limit; 422 a header that gives no length.
+            HTTPException: 413 longer than the limit.
         """
         limit_s = self.settings.max_audio_s
         too_long = f"this server takes at most {limit_s:g} s per file (--max-audio-s)"
@@ -353,20 +353,12 @@ class _Request:
         except (sf.SoundFileError, RuntimeError, OSError):
             return 0.0
         with f:
-            rate, header_frames = f.samplerate, f.frames
+            rate, claimed = f.samplerate, header_frames(f)
             cap = int(limit_s * rate) + 1
-            if header_frames >= _UNKNOWN_FRAMES:
-                raise HTTPException(
-                    422,
-                    f"{name!r}: its header gives no length (a streamed recording?); re-encode "
-                    f"it, e.g. `ffmpeg -i '{name}' -ac 1 -ar 16000 fixed.wav`",
-                )
-            if header_frames >= cap:
-                raise HTTPException(
-                    413, f"{name!r} is {header_frames / rate:.1f} s long; {too_long}"
-                )
+            if claimed is not None and claimed >= cap:
+                raise HTTPException(413, f"{name!r} is {claimed / rate:.1f} s long; {too_long}")
             try:
-                counted = sum(len(block) for block in f.blocks(blocksize=1 << 16, frames=cap))
+                counted = count_frames(f, cap)
             except (sf.SoundFileError, RuntimeError):
                 return 0.0
         if counted >= cap:
