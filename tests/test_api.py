@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import voxvec
+from voxvec.audio import load
 from voxvec.inference import Embedder
 from voxvec.models import create_model
 from voxvec.weights import DEFAULT_MODEL, list_pretrained, pretrained, save_bundle
@@ -78,8 +79,7 @@ def test_embed_convenience(bundle: Path, shared_data: Path) -> None:
     expected = embedder.embed(path)
     np.testing.assert_allclose(voxvec.embed(path, model=bundle, device="cpu"), expected, atol=1e-5)
     np.testing.assert_allclose(voxvec.embed([path], model=embedder), expected, atol=1e-5)
-    wav = np.zeros(8000, dtype=np.float32)
-    wav[:4000] = np.sin(np.arange(4000) * 0.05)
+    wav = load(path, 8000)  # an array at another rate than the model's
     got = voxvec.embed(wav, 8000, model=embedder, batch_size=1)
     assert got.shape == (1, embedder.embed_dim)
     np.testing.assert_allclose(got, embedder.embed(wav, 8000), atol=1e-5)  # the rate reaches it
