@@ -62,6 +62,11 @@ def test_length_batches_are_longest_first_and_cover_every_item() -> None:
     assert length_batches([], 4) == []
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         length_batches([1], 0)
+    # At most max_samples per padded batch (items x the first, longest), never fewer than one.
+    assert length_batches([3, 9, 5, 9, 1], 4, max_samples=18) == [[1, 3], [2, 0, 4]]
+    assert length_batches([30, 9], 4, max_samples=10) == [[0], [1]]
+    with pytest.raises(ValueError, match="max_samples must be >= 1"):
+        length_batches([1], 2, max_samples=0)
 
 
 def test_the_pipeline_imports_no_torch() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from voxvec.audio import windows
 from voxvec.models import SpeakerEncoder, create_model
 from voxvec.runtime import (
     PRECISIONS,
@@ -66,6 +67,24 @@ def test_embed_waveforms_sorts_batches_by_length(model: SpeakerEncoder) -> None:
     finally:
         hook.remove()
     assert shapes == [(2, 8000), (2, 3000)]  # the two longest together, then the two shortest
+
+
+def test_a_cpu_pass_holds_at_most_cpu_batch_s_of_audio(
+    model: SpeakerEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(windows, "CPU_BATCH_S", 16000 / model.sample_rate)  # 16,000 samples
+    shapes: list[tuple[int, ...]] = []
+    hook = model.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    try:
+        waves = _waves([7000, 1000, 8000, 3000, 2000, 7500], seed=2)
+        together = embed_waveforms(model, waves, batch_size=4)
+    finally:
+        hook.remove()
+    # 2 x 8000 fit; then 7000 + 3000 (a third item would make 3 x 7000 > 16,000); then the rest.
+    assert shapes == [(2, 8000), (2, 7000), (2, 2000)]
+    for i, wave in enumerate(waves):
+        alone = embed_waveforms(model, [torch.from_numpy(wave)], batch_size=1)
+        torch.testing.assert_close(together[i], alone[0], atol=1e-4, rtol=0)
 
 
 def test_embed_waveforms_bfloat16_is_close(model: SpeakerEncoder) -> None:

@@ -164,7 +164,8 @@ def embed_waveforms(
     batch_size: int = 16,
     precision: str = "float32",
 ) -> Tensor:
-    """Embed waveforms of any lengths in length-sorted, padded batches.
+    """Embed waveforms of any lengths in length-sorted, padded batches (on a CPU of at most
+    :data:`voxvec.audio.windows.CPU_BATCH_S` seconds each).
 
     Each waveform gets the embedding it gets alone (padding is masked by every model; under
     bfloat16 rounding differs slightly with the batch shape). Runs on the model's device without
@@ -174,7 +175,7 @@ def embed_waveforms(
         model: the encoder.
         waves: ``S`` 1-D waveforms at ``model.sample_rate`` (numpy arrays or tensors), each at
             least ``model.min_samples`` long.
-        batch_size: waveforms per forward pass (the bound on peak memory).
+        batch_size: most waveforms per forward pass (the bound on peak memory).
         precision: one of :data:`PRECISIONS` (``"auto"`` resolved for the model's device).
 
     Returns:
@@ -186,10 +187,11 @@ def embed_waveforms(
     """
     import torch
 
-    from voxvec.audio.windows import length_batches, pad_batch
+    from voxvec.audio.windows import CPU_BATCH_S, length_batches, pad_batch
 
-    batches = length_batches([len(w) for w in waves], batch_size)
     device = model_device(model)
+    max_samples = int(CPU_BATCH_S * model.sample_rate) if device.type == "cpu" else None
+    batches = length_batches([len(w) for w in waves], batch_size, max_samples)
     bfloat16 = resolve_precision(precision, device, model) == "bfloat16"
     out = torch.empty(len(waves), model.embed_dim)
     with torch.inference_mode():

@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 import voxvec
 from voxvec.models import create_model
-from voxvec.models.campplus import CAMPPlus, CAMPPlusConfig, _conv_bn, _frame_budget_groups
+from voxvec.models.campplus import CAMPPlus, CAMPPlusConfig, _conv_bn
 from voxvec.weights import load_model
 
 REFERENCE = Path(__file__).resolve().parents[1] / "assets" / "campplus_reference.json"
@@ -57,31 +57,19 @@ def cosines(embeddings: torch.Tensor, reference: dict) -> list[float]:
 
 
 def test_embeddings_match_3dspeaker(
-    pretrained: CAMPPlus, reference: dict, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+    pretrained: CAMPPlus, reference: dict, shared_data: Path
 ) -> None:
     wavs = waveforms(reference, shared_data)
     lengths = torch.tensor([len(w) for w in wavs])
     with torch.no_grad():
         alone = torch.cat([pretrained(w[None]) for w in wavs])
-        # Frames 256, 354, 1407, 243, 98: the CPU budget of 4,000 frames per pass runs groups
-        # (0-1), (2-3), (4), each cut to its longest item; a large budget runs one pass.
-        assert pretrained.cpu_frames_per_pass == 4000
         batched = pretrained(pad_sequence(wavs, batch_first=True), lengths)
-        monkeypatch.setattr(pretrained, "cpu_frames_per_pass", 10**6)
-        one_pass = pretrained(pad_sequence(wavs, batch_first=True), lengths)
         # The network computes in float32 under autocast (bfloat16 would move it past the bound).
         with torch.autocast("cpu", dtype=torch.bfloat16):
             autocast = pretrained(pad_sequence(wavs, batch_first=True), lengths)
-    runs = (("alone", alone), ("batched", batched), ("one pass", one_pass), ("autocast", autocast))
-    for name, embeddings in runs:
+    for name, embeddings in (("alone", alone), ("batched", batched), ("autocast", autocast)):
         assert min(cosines(embeddings, reference)) >= MIN_COSINE, name
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
-
-
-def test_cpu_batches_run_in_groups_within_the_frame_budget() -> None:
-    assert _frame_budget_groups([300, 300, 200, 5000, 100], 700) == [(0, 2), (2, 3), (3, 4), (4, 5)]
-    assert _frame_budget_groups([100] * 5, 10**6) == [(0, 5)]
-    assert _frame_budget_groups([50], 1) == [(0, 1)]
 
 
 def test_embedder_on_the_files_matches_3dspeaker(

@@ -27,8 +27,7 @@ into it, and the 2-D front module runs channels-last. After the TDNN layer activ
 channel-major, ``(C, B, T)``: every 1-D convolution is then one matrix product over all items
 and frames (:class:`_SameConv1d`), and the channel slices that batch norms and convolutions read
 are contiguous. Without autograd (inference) ReLUs and the residual sums work in place, a dense
-block writes its layers' channels into one buffer instead of concatenating at every layer, and
-a CPU runs a batch in groups of a bounded size (:meth:`CAMPPlus.encode`).
+block writes its layers' channels into one buffer instead of concatenating at every layer.
 """
 
 from __future__ import annotations
@@ -353,19 +352,6 @@ class _TDNN(nn.Module):
         return _relu(_conv_bn(self.conv, self.norm, x))
 
 
-def _frame_budget_groups(lengths: list[int], budget: int) -> list[tuple[int, int]]:
-    """Consecutive ``[start, end)`` groups of items whose count x longest item stays within
-    ``budget`` frames (an item longer than that alone)."""
-    groups, start, longest = [], 0, 0
-    for i, n in enumerate(lengths):
-        if i > start and (i + 1 - start) * max(longest, n) > budget:
-            groups.append((start, i))
-            start, longest = i, 0
-        longest = max(longest, n)
-    groups.append((start, len(lengths)))
-    return groups
-
-
 @register_model("campplus")
 class CAMPPlus(SpeakerEncoder):
     """CAM++ speaker encoder: 16 kHz waveforms -> Kaldi filterbanks -> ``(B, embed_dim)``.
@@ -377,7 +363,6 @@ class CAMPPlus(SpeakerEncoder):
     config_class = CAMPPlusConfig
     config: CAMPPlusConfig
     supports_bfloat16 = False  # see the module docstring
-    cpu_frames_per_pass = 4000  # frames (10 ms) per forward pass on a CPU: see :meth:`encode`
 
     def __init__(self, config: CAMPPlusConfig) -> None:
         super().__init__(config)
@@ -420,12 +405,7 @@ class CAMPPlus(SpeakerEncoder):
     def encode(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Embed filterbanks ``(B, n_frames, n_mels)`` with ``lengths`` ``(B,)`` valid frames.
 
-        Computed in float32 whatever autocast is active (see the module docstring). On a CPU
-        the batch runs in consecutive groups of at most :attr:`cpu_frames_per_pass` frames
-        (items x their longest), each cut to its longest item: a large batch of long inputs
-        falls out of the CPU's caches (16 items of 14 s ran at about half the speed of one at
-        a time), and the cut drops padding. Each item's embedding is unchanged (padding is
-        masked).
+        Computed in float32 whatever autocast is active (see the module docstring).
 
         Returns:
             ``(B, embed_dim)`` L2-normalised float32 embeddings.
@@ -437,15 +417,8 @@ class CAMPPlus(SpeakerEncoder):
         features, lengths = check_features(
             features, lengths, self.config.frontend.n_mels, "CAM++ expects filterbanks"
         )
-        features = features.float()
         with torch.autocast(features.device.type, enabled=False):
-            if features.device.type != "cpu" or torch.jit.is_tracing():
-                return self._encode(features, lengths)
-            parts = []
-            for start, end in _frame_budget_groups(lengths.tolist(), self.cpu_frames_per_pass):
-                longest = int(lengths[start:end].max())
-                parts.append(self._encode(features[start:end, :longest], lengths[start:end]))
-            return torch.cat(parts)
+            return self._encode(features.float(), lengths)
 
     def _encode(self, features: Tensor, lengths: Tensor) -> Tensor:
         batch, n_frames, _ = features.shape
