@@ -7,6 +7,8 @@ fixed, seeded trial list and scores it with every system under every condition:
 - ``8k``: resampled to 8 kHz first (telephone band), each system then resamples as it does;
 - ``noise10`` / ``noise0``: background noise from ``--noise-dir`` added at 10 dB / 0 dB SNR;
 - ``silence10``: 10 s of silence (a -80 dBFS noise floor) inserted in the middle;
+- ``gain20``: each utterance at its own level between 0 and 20 dB below the recording
+  (seeded by the utterance), so the two sides of a trial differ in level;
 - ``long``: the first side of the trials lengthened to 60 s or more by appending utterances of
   the same speaker from a reserved pool that no trial uses (only trials whose first side is one of
   the first 4 utterances of its speaker, to bound the cost; corpora whose speakers have too few
@@ -52,7 +54,7 @@ SAMPLE_RATE = 16000
 SEGMENT_S = 4.0
 LONG_S = 60.0
 LONG_PER_SPEAKER = 4
-CONDITIONS = ("clean", "8k", "noise10", "noise0", "silence10", "long")
+CONDITIONS = ("clean", "8k", "noise10", "noise0", "silence10", "gain20", "long")
 
 
 @dataclass
@@ -138,11 +140,16 @@ def conditions(noise_dir: str, seed: int) -> dict[str, Callable[[np.ndarray, str
         mid = len(wav) // 2
         return np.concatenate([wav[:mid], floor.astype(np.float32), wav[mid:]])
 
+    def quieter(wav: np.ndarray, key: str) -> np.ndarray:
+        db = -20.0 * (zlib.crc32(f"{seed}:{key}".encode()) % 1001) / 1000
+        return (wav * 10.0 ** (db / 20.0)).astype(np.float32)
+
     return {
         "clean": lambda wav, key: wav,
         "noise10": noisy(10.0),
         "noise0": noisy(0.0),
         "silence10": silence,
+        "gain20": quieter,
     }
 
 
@@ -256,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window-s", type=float, help="Embedder window_s (default: voxvec's)")
     parser.add_argument("--hop-s", type=float, help="Embedder hop_s (default: voxvec's)")
     parser.add_argument("--precision", choices=PRECISIONS, help="Embedder precision")
+    parser.add_argument("--level-db", type=float, help="Embedder level_db (default: none)")
     parser.add_argument(
         "--noise-dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/noise")
     )
@@ -286,7 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     transforms = conditions(args.noise_dir, args.seed)
     overrides = {
-        k: v for k in ("window_s", "hop_s", "precision") if (v := getattr(args, k)) is not None
+        k: v
+        for k in ("window_s", "hop_s", "precision", "level_db")
+        if (v := getattr(args, k)) is not None
     }
     systems: list[ResemblyzerSystem | VoxvecSystem] = [
         VoxvecSystem(m, args.batch_size, vad, **overrides)

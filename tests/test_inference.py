@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from voxvec.audio import io
-from voxvec.audio.vad import trim_silence
+from voxvec.audio.vad import active_level_db, trim_silence
 from voxvec.inference import Embedder, similarity
 from voxvec.models import create_model, list_models
 from voxvec.registry import get_model_class
@@ -245,6 +245,34 @@ def test_options_are_validated(small: Embedder) -> None:
         Embedder(small.model, min_speech_s=-1)
     with pytest.raises(ValueError, match="window_s"):
         Embedder(small.model, window_s=1e-4)
+
+
+def test_level_db_makes_the_default_model_level_invariant(shared_data: Path) -> None:
+    # The same utterances 20 dB quieter: voxvec-default's log-mel floor moves the embedding
+    # (measured cosine 0.74-0.88 on these files), unless every input is scaled to one level.
+    libri = sorted((shared_data / "librispeech-train-clean-100-sample" / "audio").glob("*.flac"))
+    waves = [io.load(f, 16000) for f in libri[:3]]
+    model, card = load_model()
+    own = Embedder(model, card=card, precision="float32")
+    levelled = Embedder(model, card=card, precision="float32", level_db=-20)
+    for embedder, bound in ((own, lambda c: c < 0.95), (levelled, lambda c: c > 0.9999)):
+        loud = embedder.embed(waves, 16000)
+        quiet = embedder.embed([w * 0.1 for w in waves], 16000)
+        cosines = (loud * quiet).sum(1)
+        assert all(bound(c) for c in cosines), (embedder.level_db, cosines)
+    for bad in (5.0, -100.0, float("nan"), "loud"):
+        with pytest.raises(ValueError, match="level_db must be"):
+            Embedder(model, level_db=bad)  # type: ignore[arg-type]
+
+
+def test_active_level_leaves_out_pauses() -> None:
+    sr = 16000
+    tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)).astype(np.float32)
+    assert active_level_db(tone, sr) == pytest.approx(10 * np.log10(0.1**2 / 2), abs=0.01)
+    with_pause = np.concatenate([tone, np.zeros(sr // 2, np.float32)])
+    assert active_level_db(with_pause, sr) == pytest.approx(active_level_db(tone, sr), abs=0.01)
+    assert active_level_db(np.zeros(sr, np.float32), sr) == -100.0
+    assert active_level_db(tone[:100], sr) == pytest.approx(active_level_db(tone, sr), abs=0.5)
 
 
 def test_embed_speaker_and_verify(small: Embedder, real_files: list[Path]) -> None:

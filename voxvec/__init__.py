@@ -53,7 +53,7 @@ def load(
             jobs keep busy, 1 thread is many times faster (BENCHMARKS.md). For an ``.onnx``
             model, onnxruntime's threads for this embedder (None: one per physical core).
         **embedder_kwargs: options of :class:`~voxvec.inference.Embedder` (``window_s``,
-            ``hop_s``, ``vad``, ``min_speech_s``, ``precision``).
+            ``hop_s``, ``vad``, ``min_speech_s``, ``precision``, ``level_db``).
 
     Returns:
         An :class:`~voxvec.inference.Embedder` (an

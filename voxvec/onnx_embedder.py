@@ -110,7 +110,7 @@ class OnnxEmbedder(BaseEmbedder):
         path: an ``.onnx`` file written by ``voxvec export``.
         device: ``"auto"`` or None (CUDA when this onnxruntime has it, else the CPU), ``"cpu"``,
             ``"cuda"``, ``"cuda:N"``.
-        window_s, hop_s, vad, min_speech_s: as :class:`voxvec.inference.Embedder`.
+        window_s, hop_s, vad, min_speech_s, level_db: as :class:`voxvec.inference.Embedder`.
         precision: ``"auto"`` or ``"float32"``: the graph runs in the arithmetic it was
             exported with (float32, or int8 weights for a quantised export; see
             :attr:`precision`).
@@ -143,6 +143,7 @@ class OnnxEmbedder(BaseEmbedder):
         min_speech_s: float = 0.5,
         precision: str = "auto",
         num_threads: int | str | None = None,
+        level_db: float | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
@@ -180,6 +181,7 @@ class OnnxEmbedder(BaseEmbedder):
             hop_s=hop_s,
             vad=vad,
             min_speech_s=min_speech_s,
+            level_db=level_db,
         )
 
     @property

@@ -29,7 +29,7 @@ import numpy as np
 
 from voxvec.audio import io
 from voxvec.audio.vad import METHODS as VAD_METHODS
-from voxvec.audio.vad import non_speech_reason, speech_segments
+from voxvec.audio.vad import active_level_db, non_speech_reason, speech_segments
 from voxvec.audio.windows import window_starts
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class BaseEmbedder(ABC):
     Args:
         card: the model card; its ``thresholds`` give :meth:`verify` its default decision
             threshold.
-        window_s, hop_s, vad, min_speech_s: as :class:`voxvec.inference.Embedder`.
+        window_s, hop_s, vad, min_speech_s, level_db: as :class:`voxvec.inference.Embedder`.
 
     Attributes:
         card: the model card (a copy; empty when none was given).
@@ -149,6 +149,7 @@ class BaseEmbedder(ABC):
         hop: hop between windows in samples, or None.
         vad: the VAD method, one of :data:`voxvec.audio.vad.METHODS`.
         min_speech_s: the least speech, in seconds, an input must hold.
+        level_db: the active level (dBFS) every input is scaled to, or None.
 
     Raises:
         ValueError: an option is out of range.
@@ -162,6 +163,7 @@ class BaseEmbedder(ABC):
         hop_s: float | None = None,
         vad: str = "off",
         min_speech_s: float = 0.5,
+        level_db: float | None = None,
     ) -> None:
         self.card: dict[str, Any] = dict(card or {})
         if vad not in VAD_METHODS:
@@ -170,6 +172,13 @@ class BaseEmbedder(ABC):
         if not (isinstance(min_speech_s, (int, float)) and 0 <= min_speech_s < math.inf):
             raise ValueError(f"min_speech_s must be a finite number >= 0, got {min_speech_s!r}")
         self.min_speech_s = float(min_speech_s)
+        if level_db is not None and not (
+            isinstance(level_db, (int, float)) and -60.0 <= level_db <= 0.0
+        ):
+            raise ValueError(
+                f"level_db must be None or a number in [-60, 0] dBFS, got {level_db!r}"
+            )
+        self.level_db = None if level_db is None else float(level_db)
         self.window: int | None = None
         self.hop: int | None = None
         if window_s is not None:
@@ -358,6 +367,9 @@ class BaseEmbedder(ABC):
                 f"{item.source}: {len(speech)} samples at {self.sample_rate} Hz is shorter than "
                 f"the model's minimum input of {self.min_samples} samples"
             )
+        if self.level_db is not None:
+            gain = 10.0 ** ((self.level_db - active_level_db(speech, self.sample_rate)) / 20.0)
+            speech = (speech * np.float32(gain)).astype(np.float32, copy=False)
         return _Speech(speech, segments, len(wav))
 
     def _window_spans(self, n_samples: int) -> list[tuple[int, int]]:
