@@ -122,3 +122,19 @@ def test_argument_errors(
     ):
         assert main(["similarity", *args, "--model", str(model_path)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_level_db_scores_a_recording_against_its_quieter_copy_as_itself(
+    speech: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import soundfile as sf
+
+    wav, sr = sf.read(speech[0], dtype="float32")
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, wav * 0.1, sr)  # 20 dB down
+    pair = ["similarity", str(speech[0]), str(quiet), "--model", "voxvec-default"]
+    assert main([*pair, "--precision", "float32"]) == 0
+    own = float(capsys.readouterr().out.split()[1])
+    assert main([*pair, "--precision", "float32", "--level-db", "-20"]) == 0
+    levelled = float(capsys.readouterr().out.split()[1])
+    assert own < 0.97 and levelled > 0.999, (own, levelled)

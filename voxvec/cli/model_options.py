@@ -91,6 +91,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="reject inputs with less speech than this (0.5)",
     )
+    parser.add_argument(
+        "--level-db",
+        type=float,
+        default=None,
+        help="scale every input's speech to this active level in dBFS first, e.g. -20, for "
+        "recordings whose levels differ (default: each at its own level)",
+    )
     add_threads_argument(parser)
 
 
@@ -113,6 +120,7 @@ def load_embedder(args: argparse.Namespace) -> Embedder:
         vad=args.vad,
         min_speech_s=args.min_speech_s,
         precision=args.precision,
+        level_db=args.level_db,
     )
     logger.info("%s", describe_choices(model_choices(embedder, args)))
     return embedder
