@@ -50,6 +50,19 @@ def test_precision_vocabulary() -> None:
         resolve_precision("fp16", cpu)
 
 
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "expected"),
+    [(True, True, "bfloat16"), (False, True, "float32"), (False, False, "float32")],
+)
+def test_auto_precision_wants_amx_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool, expected: str
+) -> None:
+    """AVX512-BF16 without AMX: the default model 1.06-1.16x slower (BENCHMARKS.md, "Precision")."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+
+
 def test_embed_waveforms_keeps_input_order_and_equals_one_by_one(model: SpeakerEncoder) -> None:
     waves = _waves([9000, 2000, 16000, 5000, 700], seed=1)
     together = embed_waveforms(model, waves, batch_size=2)

@@ -21,9 +21,9 @@ memory is bounded by ``batch_size`` windows, not by the length of the longest in
 validation split, 20 s windows without overlap scored the same EER as 10 s windows every 5 s, for
 half the compute; see BENCHMARKS.md.)
 
-Precision. Where the hardware computes bfloat16 natively (CPUs with AMX or AVX512-BF16, recent
-GPUs) the model runs under bfloat16 autocast by default (``precision="auto"``): about twice as
-fast on such CPUs; the default model's embeddings stay within 0.0001 cosine of float32 on real
+Precision. Where the hardware computes bfloat16 natively (CPUs with AMX, recent GPUs) the model
+runs under bfloat16 autocast by default (``precision="auto"``): about twice as fast on such
+CPUs; the default model's embeddings stay within 0.0001 cosine of float32 on real
 speech (random-input worst case 0.003), and batching changes them by less than that (rounding
 depends on the batch shape). ``precision="float32"`` gives float32 results everywhere.
 
@@ -88,8 +88,8 @@ class Embedder(BaseEmbedder):
             :func:`voxvec.audio.vad.non_speech_reason`); 0 accepts anything the model can take
             (at least ``model.min_samples``).
         precision: arithmetic of the model's forward pass (features are always float32):
-            ``"float32"``; ``"bfloat16"`` (autocast: about 2x faster on CPUs with AMX or
-            AVX512-BF16, embeddings within 0.0001 cosine of float32 on real speech, no
+            ``"float32"``; ``"bfloat16"`` (autocast: about 2x faster on CPUs with AMX,
+            slower without; embeddings within 0.0001 cosine of float32 on real speech, no
             measurable change in EER); ``"auto"`` (bfloat16 where the device computes it
             natively, else float32).
         level_db: None (the default) embeds each input at its own level; a level in dBFS

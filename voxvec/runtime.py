@@ -113,9 +113,11 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively (so autocast to it is faster, not slower).
 
-    CUDA: :func:`torch.cuda.is_bf16_supported` without emulation (Ampere and later). CPU: AMX or
-    AVX512-BF16 instructions (recent Intel Xeons, AMD Zen 4 and later). Elsewhere bfloat16 is
-    emulated and slower than float32.
+    CUDA: :func:`torch.cuda.is_bf16_supported` without emulation (Ampere and later). CPU: AMX
+    tiles (Intel Xeons since Sapphire Rapids). AVX512-BF16 alone does not count: it has only
+    dot-product instructions, and on such a CPU (BENCHMARKS.md, "Precision") the default model
+    ran 1.06x (2 threads) to 1.16x (1 thread) slower under bfloat16 autocast than
+    in float32. Elsewhere bfloat16 is emulated.
     """
     import torch
 
@@ -124,7 +126,7 @@ def native_bfloat16(device: torch.device) -> bool:
     if device.type != "cpu":
         return False
     try:  # private helpers of torch.cpu (torch >= 2.3); absent means "do not know": no
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+        return bool(torch.cpu._is_amx_tile_supported())
     except AttributeError:
         return False
 
