@@ -52,3 +52,26 @@ def test_files_are_cut_to_their_centre_and_short_ones_skipped(tmp_path, caplog):
     long, other = data.waves
     assert long.shape == (SR,) and other.shape == (SR // 2,)
     torch.testing.assert_close(long, torch.from_numpy(ramp[SR : 2 * SR]))
+
+
+def test_a_speakers_only_file_is_cut_into_segments_that_give_target_trials(tmp_path):
+    ramp = np.arange(14 * SR, dtype=np.float32) / (14 * SR)  # 14 s, like the LibriSpeech sample
+    sf.write(tmp_path / "one.wav", ramp, SR, subtype="FLOAT")
+    sf.write(tmp_path / "tiny.wav", ramp[: 3 * SR], SR, subtype="FLOAT")  # one 4 s piece fits not
+    chosen = [
+        ManifestItem(tmp_path / "one.wav", "solo"),
+        ManifestItem(tmp_path / "tiny.wav", "short"),
+        ManifestItem(tmp_path / "one.wav", "pair"),
+        ManifestItem(tmp_path / "tiny.wav", "pair"),
+    ]
+    data = load_validation(chosen, SR, max_s=8.0, n_segments=6)
+    assert data.names == ["solo"] * 3 + ["short", "pair", "pair"]
+    # Three consecutive 4 s segments around the centre (1-13 s); the others are centre cuts.
+    for k in range(3):
+        torch.testing.assert_close(
+            data.waves[k], torch.from_numpy(ramp[(1 + 4 * k) * SR : (5 + 4 * k) * SR])
+        )
+    assert [w.shape[0] for w in data.waves[3:]] == [3 * SR, 8 * SR, 3 * SR]
+    whole = load_validation(chosen, SR, max_s=8.0)  # n_segments=1: one excerpt per file
+    assert whole.names == ["solo", "short", "pair", "pair"]
+    assert data.labels.tolist() == [2, 2, 2, 1, 0, 0]

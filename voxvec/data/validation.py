@@ -4,12 +4,16 @@ Validation during training must be cheap and comparable from one validation to t
 across runs, so it embeds the same files every time: :func:`select_validation` picks up to
 ``n_speakers`` x ``n_utterances`` files of a manifest with a seeded generator, and
 :func:`load_validation` decodes them and cuts each to its centre ``max_s`` seconds (no sliding
-windows: one pass of the model per file).
+windows: one pass of the model per file). A speaker with a single file (the LibriSpeech sample
+has one 14 s file per speaker) would give no target trial, so that file can be cut into
+consecutive segments of ``max_s / 2`` seconds instead, which then count as the speaker's
+utterances (as ``bench/accuracy.py`` does).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +74,7 @@ def load_validation(
     sample_rate: int,
     *,
     max_s: float,
+    n_segments: int = 1,
     min_samples: int = 1,
     cache_dir: str | Path | None = None,
     train_speakers: Collection[str] = (),
@@ -80,6 +85,9 @@ def load_validation(
         items: the chosen files (e.g. from :func:`select_validation`).
         sample_rate: the model's sample rate in Hz.
         max_s: longest excerpt kept per file, in seconds.
+        n_segments: the only file of a speaker with one file is cut into up to this many
+            consecutive segments of ``max_s / 2`` seconds around its centre, when at least two
+            fit (else it is kept like any other file); 1 keeps every file whole.
         min_samples: files shorter than this (the model's minimum input) are skipped with a
             warning.
         cache_dir: the decoded-audio cache (see :mod:`voxvec.data.dataset`), or None.
@@ -101,6 +109,8 @@ def load_validation(
             sorted(shared)[0],
         )
     max_samples = round(max_s * sample_rate)
+    segment = max_samples // 2
+    files_of = Counter(item.speaker for item in items)
     waves: list[Tensor] = []
     names: list[str] = []
     for item in items:
@@ -108,9 +118,14 @@ def load_validation(
         if wav.shape[0] < min_samples:
             logger.warning("validation file %s is too short for the model; skipped", item.path)
             continue
-        start = max(0, (wav.shape[0] - max_samples) // 2)
-        waves.append(torch.from_numpy(np.array(wav[start : start + max_samples])))
-        names.append(item.speaker)
+        pieces = min(n_segments, wav.shape[0] // segment) if files_of[item.speaker] == 1 else 1
+        length = segment if pieces >= 2 else max_samples
+        pieces = max(pieces, 1)
+        start = max(0, (wav.shape[0] - pieces * length) // 2)
+        for k in range(pieces):
+            piece = wav[start + k * length : start + (k + 1) * length]
+            waves.append(torch.from_numpy(np.array(piece)))
+            names.append(item.speaker)
     index = {name: i for i, name in enumerate(sorted(set(names)))}
     labels = np.array([index[n] for n in names], dtype=np.int64)
     logger.info("validation set: %d files of %d speakers", len(waves), len(index))

@@ -135,6 +135,7 @@ class _AttentiveStatsPool(nn.Module):
         # the mean and std columns are the same on every frame, so their part is one product
         # per item (a third of the convolution's cost).
         first, *rest = self.attention
+        assert isinstance(first, nn.Conv1d) and first.bias is not None
         w_x, w_stats = first.weight[..., 0].split([x.shape[1], 2 * x.shape[1]], dim=1)
         per_item = F.linear(torch.cat([mean, std], dim=1)[..., 0], w_stats, first.bias)
         h = F.conv1d(x, w_x[..., None]) + per_item[..., None].to(x.dtype)

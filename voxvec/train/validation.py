@@ -35,7 +35,9 @@ class ValidationConfig:
             validation.
         interval: steps between validations (loss and EER on csv).
         n_speakers: validation speakers used (a fixed seeded choice).
-        n_utterances: validation utterances per speaker (a fixed seeded choice).
+        n_utterances: validation utterances per speaker (a fixed seeded choice); a speaker with
+            a single file has it cut into up to n_utterances segments of max_s / 2 seconds, so
+            that it gives target trials too.
         max_s: validation utterances are cut to their centre max_s seconds before embedding.
 
     Raises:
@@ -110,6 +112,7 @@ class Validator:
                 items,
                 model.sample_rate,
                 max_s=cfg.max_s,
+                n_segments=cfg.n_utterances,
                 min_samples=model.min_samples,
                 cache_dir=Path(self.cache_dir) if self.cache_dir else None,
                 train_speakers=self.train_speakers,
