@@ -131,17 +131,8 @@ class _AttentiveStatsPool(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         mean = _masked_mean(x, mask)
         std = _masked_mean((x - mean) ** 2, mask).clamp(min=1e-6).sqrt()
-        # The first 1x1 convolution of [x; mean; std] without building that (B, 3C, T) tensor:
-        # the mean and std columns are the same on every frame, so their part is one product
-        # per item (a third of the convolution's cost).
-        first, *rest = self.attention
-        assert isinstance(first, nn.Conv1d) and first.bias is not None
-        w_x, w_stats = first.weight[..., 0].split([x.shape[1], 2 * x.shape[1]], dim=1)
-        per_item = F.linear(torch.cat([mean, std], dim=1)[..., 0], w_stats, first.bias)
-        h = F.conv1d(x, w_x[..., None]) + per_item[..., None].to(x.dtype)
-        for layer in rest:
-            h = layer(h)
-        logits = h.masked_fill(mask == 0, float("-inf"))
+        context = torch.cat([x, mean.expand_as(x), std.expand_as(x)], dim=1)
+        logits = self.attention(context).masked_fill(mask == 0, float("-inf"))
         weights = torch.softmax(logits, dim=-1).to(x.dtype)
         w_mean = torch.linalg.vecdot(weights, x)
         # Centred, not E[x^2] - E[x]^2: that difference loses every digit in bfloat16.
