@@ -249,6 +249,23 @@ def embed_condition(
     return dict(zip(keys, system.embed(wavs, SAMPLE_RATE), strict=True)), trials
 
 
+def summary(results: Sequence[dict[str, Any]]) -> str:
+    """Per system: the mean EER over its corpus x condition cells, plain and weighted by each
+    cell's number of speakers (a 2-speaker corpus counts less than an 18-speaker one); the
+    systems of one run are scored on the same cells, so these compare."""
+    lines = [
+        "| system | cells | mean EER % | speaker-weighted mean EER % |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in dict.fromkeys(r["system"] for r in results):
+        rows = [r for r in results if r["system"] == name]
+        eers = np.array([100 * r["eer"] for r in rows])
+        weights = np.array([r["n_speakers"] for r in rows], dtype=float)
+        weighted = float(eers @ weights / weights.sum())
+        lines.append(f"| {name} | {len(rows)} | {eers.mean():.2f} | {weighted:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", required=True, help="test split (path,speaker CSV)")
@@ -331,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "eer": m.eer,
                     "eer_ci95": m.eer_ci,
                     "min_dcf_0.01": m.min_dcf[0.01][0],
+                    "n_speakers": len(set(speakers.values())),
                     "n_target": int(labels.sum()),
                     "n_nontarget": int(len(labels) - labels.sum()),
                     "seconds": time.perf_counter() - start,
@@ -346,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({100 * lo:.2f}-{100 * hi:.2f}) | {r['min_dcf_0.01']:.3f} | "
             f"{r['n_target']} / {r['n_nontarget']} |"
         )
+    print(summary(results))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))
