@@ -242,8 +242,16 @@ sys.exit(main(["models"]))
 def test_ctrl_c_in_a_real_process_is_one_line_and_exit_130() -> None:
     import signal
 
-    run = subprocess.Popen([sys.executable, "-c", BUSY], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # SIGINT at its default in the child even when this test runs in a background job (which
+    # a shell starts with SIGINT ignored, and Python then never raises KeyboardInterrupt)
+    run = subprocess.Popen(
+        [sys.executable, "-c", BUSY],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert run.stdout is not None and run.stdout.readline() == "ready\n"
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)
