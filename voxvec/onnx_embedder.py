@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from voxvec.audio.windows import CPU_BATCH_S, length_batches
+from voxvec.audio.windows import batch_bound, length_batches
 from voxvec.pipeline import BaseEmbedder
 from voxvec.runtime import AUTO, default_num_threads
 
@@ -224,8 +224,8 @@ class OnnxEmbedder(BaseEmbedder):
         batches (as :func:`voxvec.runtime.embed_waveforms`; see
         :meth:`BaseEmbedder.embed_waveforms`)."""
         out = np.empty((len(waves), self.embed_dim), dtype=np.float32)
-        max_samples = int(CPU_BATCH_S * self.sample_rate) if self.device == "cpu" else None
-        for idx in length_batches([len(w) for w in waves], batch_size, max_samples):
+        bound = batch_bound(self.sample_rate, self.device == "cpu")
+        for idx in length_batches([len(w) for w in waves], batch_size, bound):
             lengths = np.array([len(waves[i]) for i in idx], dtype=np.int64)
             batch = np.zeros((len(idx), int(lengths.max())), dtype=np.float32)
             for row, i in enumerate(idx):

@@ -189,11 +189,11 @@ def embed_waveforms(
     """
     import torch
 
-    from voxvec.audio.windows import CPU_BATCH_S, length_batches, pad_batch
+    from voxvec.audio.windows import batch_bound, length_batches, pad_batch
 
     device = model_device(model)
-    max_samples = int(CPU_BATCH_S * model.sample_rate) if device.type == "cpu" else None
-    batches = length_batches([len(w) for w in waves], batch_size, max_samples)
+    bound = batch_bound(model.sample_rate, device.type == "cpu")
+    batches = length_batches([len(w) for w in waves], batch_size, bound)
     bfloat16 = resolve_precision(precision, device, model) == "bfloat16"
     out = torch.empty(len(waves), model.embed_dim)
     with torch.inference_mode():

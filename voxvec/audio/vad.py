@@ -223,27 +223,23 @@ def non_speech_reason(wav: np.ndarray, sample_rate: int) -> str | None:
 
 
 def active_level_db(wav: np.ndarray, sample_rate: int) -> float:
-    """The active level of ``wav`` in dBFS: the mean power of the louder half of its
-    side-by-side 25 ms frames, so pauses count little without a detector (-100 for silence).
+    """The active level of ``wav`` in dBFS: the mean (mean-removed) power of the louder half of
+    its side-by-side 25 ms frames, so pauses count little without a detector (-100 for silence).
 
     Args:
         wav: mono waveform ``(T,)``.
         sample_rate: its rate in Hz.
 
     Returns:
-        ``10 log10`` of that power (float64 sums over blocks of frames: bounded memory).
+        ``10 log10`` of that power (the frame levels of :func:`_frame_levels_db`: bounded
+        memory; an input shorter than one frame is that frame).
     """
     wav = np.asarray(wav, dtype=np.float32)
     frame = _ms(_FRAME_MS, sample_rate)
-    n_frames = wav.size // frame
-    if n_frames == 0:  # shorter than one frame: the whole input is the frame
-        power = np.array([np.mean(np.square(wav, dtype=np.float64)) if wav.size else 0.0])
+    if wav.size < frame:
+        power = np.array([np.var(wav, dtype=np.float64) if wav.size else 0.0])
     else:
-        frames = wav[: n_frames * frame].reshape(n_frames, frame)  # a view
-        power = np.empty(n_frames)
-        for first in range(0, n_frames, _VAR_BLOCK_FRAMES):
-            block = frames[first : first + _VAR_BLOCK_FRAMES]
-            power[first : first + len(block)] = np.square(block, dtype=np.float64).mean(axis=1)
+        power = 10.0 ** (_frame_levels_db(wav, frame, frame) / 10.0)
     louder = np.sort(power)[power.size // 2 :]
     return 10.0 * math.log10(max(float(louder.mean()), _POWER_EPS))
 

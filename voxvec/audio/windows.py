@@ -53,6 +53,12 @@ of the caches (voxvec-default on 14 s files: 4 per pass 383-437x real time, 16 p
 332-339x; CAM++ ran at half speed with 16). Short inputs still batch ``batch_size`` at a time."""
 
 
+def batch_bound(sample_rate: int, on_cpu: bool) -> int | None:
+    """The ``max_samples`` of :func:`length_batches` for a model at ``sample_rate``: the
+    :data:`CPU_BATCH_S` bound on a CPU, none elsewhere."""
+    return int(CPU_BATCH_S * sample_rate) if on_cpu else None
+
+
 def length_batches(
     lengths: Sequence[int], batch_size: int, max_samples: int | None = None
 ) -> list[list[int]]:
@@ -66,7 +72,7 @@ def length_batches(
         batch_size: items per batch (>= 1).
         max_samples: at most this many samples in a padded batch (items x its longest), but
             never fewer than one item; None: no bound (on a CPU the embedders pass
-            :data:`CPU_BATCH_S` seconds).
+            :func:`batch_bound`).
 
     Returns:
         Lists of item indices, each of at most ``batch_size`` items, in decreasing length

@@ -119,8 +119,7 @@ def load_validation(
             logger.warning("validation file %s is too short for the model; skipped", item.path)
             continue
         pieces = min(n_segments, wav.shape[0] // segment) if files_of[item.speaker] == 1 else 1
-        length = segment if pieces >= 2 else max_samples
-        pieces = max(pieces, 1)
+        pieces, length = (pieces, segment) if pieces >= 2 else (1, max_samples)
         start = max(0, (wav.shape[0] - pieces * length) // 2)
         for k in range(pieces):
             piece = wav[start + k * length : start + (k + 1) * length]
