@@ -10,6 +10,8 @@ to end, and
   peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) over the whole run.
 
 Systems: registered architectures by name (untrained: speed does not depend on the weights),
+optionally with config fields changed as ``arch:field=value,field=value`` (for example
+``ecapa:mfa_channels=512,stem_stride=3``: a candidate student measured before it is trained),
 pretrained names or bundle paths (``voxvec.load``), and ``resemblyzer`` (``VoiceEncoder`` +
 ``preprocess_wav``, one file at a time as its API works; needs ``setuptools<81`` for webrtcvad), and
 ``campplus-reference``: 3D-Speaker's own CAM++ (``bench/campplus_reference.py``: speakerlab's
@@ -29,6 +31,7 @@ Example (the command behind BENCHMARKS.md)::
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import json
 import logging
@@ -97,14 +100,34 @@ Runner = Callable[[list[Path]], int]
 """Embeds a list of files end to end; returns the number of embeddings."""
 
 
+def architecture_spec(system: str) -> tuple[str, dict[str, object]]:
+    """``"ecapa:mfa_channels=512,stem_stride=3"`` -> ``("ecapa", {"mfa_channels": 512, ...})``.
+
+    Values are Python literals (``512``, ``0.5``, ``(2, 3)``); anything else stays a string.
+    """
+    name, _, fields = system.partition(":")
+    overrides: dict[str, object] = {}
+    for item in filter(None, fields.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{system!r}: expected field=value, got {item!r}")
+        try:
+            overrides[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            overrides[key.strip()] = value.strip()
+    return name, overrides
+
+
 def _voxvec_runner(system: str, device: str, batch_size: int, precision: str) -> tuple[Runner, str]:
     """The runner and the precision the Embedder resolved (``auto`` -> float32/bfloat16)."""
     import voxvec
     from voxvec.inference import Embedder
     from voxvec.models import create_model, list_models
 
-    if system in list_models():
-        embedder = Embedder(create_model(system), device=device, precision=precision)
+    arch, overrides = architecture_spec(system)
+    if arch in list_models():
+        model = create_model(arch, **overrides)
+        embedder = Embedder(model, device=device, precision=precision)
     else:
         embedder = voxvec.load(system, device=device, precision=precision)
 
