@@ -373,3 +373,20 @@ def test_the_speech_check_passes_narrow_band_and_clicky_real_speech(shared_data:
     speech = load(speech_files(shared_data, "speechocean762", 1)[0], 16000)
     speech[:: len(speech) // 7] = 1.0
     assert vad.non_speech_reason(speech, 16000) is None
+
+
+def test_the_speech_check_skips_the_spectrum_when_any_band_would_pass(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The steady limit is at most 1 dB (the narrowest band counted, a quarter): a level spread
+    above it passes whatever the band, so real speech is judged without the spectrum, and a
+    steady signal still gets it."""
+    calls: list[int] = []
+    band = vad._occupied_band
+    monkeypatch.setattr(vad, "_occupied_band", lambda *a: calls.append(1) or band(*a))
+    for path in speech_files(shared_data, "speechocean762", 3):
+        assert vad.non_speech_reason(load(path, 16000), 16000) is None
+    assert calls == []
+    reason = vad.non_speech_reason(noise_at(2 * 16000, -40.0, 0), 16000)
+    assert reason is not None and reason.startswith("a steady signal")
+    assert calls == [1]

@@ -213,6 +213,8 @@ def non_speech_reason(wav: np.ndarray, sample_rate: int) -> str | None:
     if sounding.size < _MIN_FRAMES_FOR_STEADY:
         return None
     spread = float(sounding.std())
+    if spread >= _STEADY_DB / math.sqrt(_MIN_BAND):  # above the limit of any band: no spectrum
+        return None
     limit = _STEADY_DB / math.sqrt(_occupied_band(frames, np.flatnonzero(sounds)))
     if spread < limit:
         return (
