@@ -31,12 +31,12 @@ Example (the command behind BENCHMARKS.md)::
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import json
 import logging
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -101,21 +101,20 @@ Runner = Callable[[list[Path]], int]
 
 
 def architecture_spec(system: str) -> tuple[str, dict[str, object]]:
-    """``"ecapa:mfa_channels=512,stem_stride=3"`` -> ``("ecapa", {"mfa_channels": 512, ...})``.
+    """``"ecapa:mfa_channels=512,dilations=[2,3]"`` -> ``("ecapa", {"mfa_channels": 512, ...})``.
 
-    Values are Python literals (``512``, ``0.5``, ``(2, 3)``); anything else stays a string.
+    The fields are ``voxvec train``'s ``key=value`` overrides (omegaconf's dotlist: numbers,
+    lists in brackets), separated by the commas that start a new ``field=``.
     """
+    from omegaconf import OmegaConf
+
     name, _, fields = system.partition(":")
-    overrides: dict[str, object] = {}
-    for item in filter(None, fields.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"{system!r}: expected field=value, got {item!r}")
-        try:
-            overrides[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            overrides[key.strip()] = value.strip()
-    return name, overrides
+    items = re.split(r",(?=\s*\w+=)", fields) if fields else []
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ValueError(f"{system!r}: expected field=value, got {bad}")
+    overrides = OmegaConf.to_container(OmegaConf.from_dotlist([i.strip() for i in items]))
+    return name, {str(k): v for k, v in overrides.items()}  # type: ignore[union-attr]
 
 
 def _voxvec_runner(system: str, device: str, batch_size: int, precision: str) -> tuple[Runner, str]:
@@ -124,8 +123,8 @@ def _voxvec_runner(system: str, device: str, batch_size: int, precision: str) ->
     from voxvec.inference import Embedder
     from voxvec.models import create_model, list_models
 
-    arch, overrides = architecture_spec(system)
-    if arch in list_models():
+    if system.partition(":")[0] in list_models():  # not a bundle path that holds a colon
+        arch, overrides = architecture_spec(system)
         model = create_model(arch, **overrides)
         embedder = Embedder(model, device=device, precision=precision)
     else:
