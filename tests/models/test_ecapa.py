@@ -40,6 +40,39 @@ def test_garbage_past_lengths_does_not_change_embeddings() -> None:
     torch.testing.assert_close(clean[1], alone[0], atol=1e-5, rtol=0)
 
 
+def test_training_mode_does_not_depend_on_how_far_a_batch_is_padded() -> None:
+    """The batch norms' training statistics count valid frames only (they counted padding)."""
+    models = [_small().train() for _ in range(2)]  # identical: both seeded
+    torch.manual_seed(1)
+    wav = 0.1 * torch.randn(3, 24000)
+    lengths = torch.tensor([24000, 9000, 15000])
+    wav[1, 9000:] = 0
+    wav[2, 15000:] = 0
+    feats, n_frames = log_mel(wav, LOGMEL_16K, lengths)
+    wide = torch.nn.functional.pad(feats, (0, 0, 0, 120))  # 1.2 s more padding
+    short, long = models[0].encode(feats, n_frames), models[1].encode(wide, n_frames)
+    torch.testing.assert_close(short, long, atol=1e-5, rtol=0)
+    for (name, a), (_, b) in zip(*(m.state_dict().items() for m in models), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)  # running statistics
+
+
+def test_masked_batch_norm_is_batch_norm_of_the_valid_frames() -> None:
+    from voxvec.models.layers import MaskedBatchNorm1d
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 10) * 3 + 1
+    mask = (torch.arange(10)[None] < torch.tensor([[10], [6]])).float()[:, None]  # (2, 1, 10)
+    masked, plain = MaskedBatchNorm1d(4), torch.nn.BatchNorm1d(4)
+    valid = torch.cat([x[0], x[1, :, :6]], dim=1)[None]  # (1, 4, 16): the valid frames only
+    out, expected = masked(x, mask), plain(valid)
+    torch.testing.assert_close(torch.cat([out[0], out[1, :, :6]], dim=1)[None], expected)
+    torch.testing.assert_close(masked.running_mean, plain.running_mean)
+    torch.testing.assert_close(masked.running_var, plain.running_var)
+    masked.eval(), plain.eval()
+    torch.testing.assert_close(masked(x, mask), plain(x))  # eval: running statistics, no mask
+    assert masked.state_dict().keys() == plain.state_dict().keys()
+
+
 def test_stem_stride_halves_the_frame_rate() -> None:
     model = _small()
     lengths = torch.tensor([1, 2, 3, 100, 101])

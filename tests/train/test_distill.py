@@ -51,11 +51,15 @@ def test_the_distill_section_is_typed_checked_and_documented():
         DistillConfig(teacher="x", cosine_weight=0.0)
     with pytest.raises(ValueError, match="distill.coverage"):
         DistillConfig(coverage=0.0)
+    with pytest.raises(ValueError, match="distill.target must be"):
+        DistillConfig(target="file")
+    with pytest.raises(ValueError, match="target 'utterance' needs cache"):
+        DistillConfig(target="utterance", cache=False)
     config = load_config(None, ["distill.teacher=campplus-zh-en", "distill.similarity_weight=2"])
     assert config.distill == DistillConfig(teacher="campplus-zh-en", similarity_weight=2.0)
     assert config.distill.folder("runs/x") == Path("runs/x/teacher")
     text = config_help()
-    for name in ("distill.teacher", "distill.cosine_weight", "distill.cache", "distill.coverage"):
+    for name in ("distill.teacher", "distill.cosine_weight", "distill.cache", "distill.target"):
         assert f"  {name} (" in text
     with pytest.raises(ValueError, match="distill"):
         load_config(None, ["distill.no_such_option=1"])
@@ -136,6 +140,44 @@ def test_a_distilled_run_logs_its_terms_and_resumes_exactly(tiny_config, teacher
     resumed = load_checkpoint(train(resumed_config))
     assert resumed["step"] == straight["step"] == 6
     _same_training_state(straight, resumed)
+
+
+def test_utterance_targets_are_the_teachers_embeddings_of_whole_items_and_resume_exactly(
+    tiny_config, teacher_bundle, tmp_path
+):
+    """target=utterance: the student trains on new random crops (no bank); each crop's target is
+    the teacher's embedding of its whole item (file or speed copy), embedded once."""
+    common = _distill_overrides(
+        teacher_bundle, "distill.target=utterance", "distill.cache_dir=" + str(tmp_path / "cache")
+    )
+    trainer = Trainer(tiny_config(*common, f"checkpoint.path={tmp_path / 'a'}"))
+    files = trainer.data.dataset
+    assert isinstance(files, SpeedSpeakerDataset)  # new random crops of the items, no bank
+    seen = []
+    step = trainer._train_step
+
+    def recording_step(batch):
+        seen.append((batch["index"].clone(), batch["wav"].shape[1]))
+        return step(batch)
+
+    trainer._train_step = recording_step
+    trainer.fit()
+    targets = trainer.teacher_targets
+    assert targets is not None and targets.shape == (len(files), 12)
+    teacher = _tiny_teacher(7)
+    picks = sorted({int(i) for index, _ in seen for i in index})[:6]
+    # The fixture's files (1-1.8 s with their speed copies) are shorter than the loader's
+    # 2 x max_crop_s window, so files[i] is the whole item.
+    waves = [files[i]["wav"] for i in picks]
+    torch.testing.assert_close(targets[picks], embed_waveforms(teacher, waves), atol=1e-5, rtol=0)
+    assert max(width for _, width in seen) < max(len(w) for w in waves)  # the student: crops
+    straight = load_checkpoint(trainer.run_dir / "ckpt_00000006.pt")
+    resumed_config = tiny_config(*common, f"checkpoint.path={tmp_path / 'b'}")
+    _train_interrupted(resumed_config, stop_after=4)
+    resumed = load_checkpoint(train(resumed_config))
+    assert resumed["step"] == straight["step"] == 6
+    _same_training_state(straight, resumed)
+    assert len(list((tmp_path / "cache").glob("*/shard_*.npy"))) == 1  # embedded once, reused
 
 
 def test_the_teacher_can_run_on_the_fly_on_the_augmented_batch(

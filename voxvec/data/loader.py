@@ -192,6 +192,36 @@ def fill_cache(
     logger.info("decoded-audio cache filled in %.0f s", time.perf_counter() - tic)
 
 
+def training_files(
+    config: DataConfig,
+    items: Sequence[ManifestItem],
+    sample_rate: int,
+    seed: int,
+    *,
+    whole: bool,
+) -> UtteranceDataset | SpeedSpeakerDataset:
+    """The training items of ``config``: its files, plus their speed copies with
+    ``speed_speakers`` (each a new speaker), as the training pipeline reads them.
+
+    Args:
+        config: the data section.
+        items: the manifest's items.
+        sample_rate: the model's sample rate in Hz.
+        seed: seed of the excerpt windows and of the replacement of unreadable files.
+        whole: read each file whole (to cut fixed crops of it, or to embed it whole); False
+            reads a random window of ``2 * max_crop_s`` per visit (random crops are cut of it).
+    """
+    base = UtteranceDataset(
+        items,
+        sample_rate,
+        cache_dir=config.cache_dir,
+        max_load_s=None if whole else 2 * config.max_crop_s,
+        seed=seed,
+        replace_unreadable=True,
+    )
+    return SpeedSpeakerDataset(base, config.speed_factors) if config.speed_speakers else base
+
+
 def training_data(
     config: DataConfig,
     sample_rate: int,
@@ -239,15 +269,8 @@ def training_data(
     items = read_manifest(config.train_csv)
     if config.cache_dir is not None:
         fill_cache(items, sample_rate, config.cache_dir, max(1, config.num_workers))
-    base = UtteranceDataset(
-        items,
-        sample_rate,
-        cache_dir=config.cache_dir,
-        max_load_s=2 * config.max_crop_s if crop_bank is None else None,
-        seed=seed,
-        replace_unreadable=True,
-    )
-    files = SpeedSpeakerDataset(base, config.speed_factors) if config.speed_speakers else base
+    files = training_files(config, items, sample_rate, seed, whole=crop_bank is not None)
+    base = files.base if isinstance(files, SpeedSpeakerDataset) else files
     dataset: UtteranceDataset | SpeedSpeakerDataset | CropBank
     collate: CropCollate | PadCollate
     if crop_bank is None:

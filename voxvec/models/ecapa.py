@@ -6,8 +6,10 @@ Based Speaker Verification", Interspeech 2020, made small for CPUs: a strided fi
 statistics pooling with global context, and a linear projection to the embedding.
 
 Every layer masks the frames past each item's length, so padding a batch never changes an
-embedding. In training mode an optional SpecAugment (one frequency and one time mask per item) is
-applied to the input, like dropout: it is off in eval mode.
+embedding, in training too: the batch norms take their training statistics over valid frames
+only (:class:`~voxvec.models.layers.MaskedBatchNorm1d`). In training mode an optional
+SpecAugment (one frequency and one time mask per item) is applied to the input, like dropout:
+it is off in eval mode.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import Tensor, nn
 
 from voxvec.audio.features import LOGMEL_16K, MelConfig
 from voxvec.models.base import SpeakerEncoder, length_mask
-from voxvec.models.layers import check_features
+from voxvec.models.layers import MaskedBatchNorm1d, check_features
 from voxvec.registry import register_model
 
 
@@ -83,10 +85,10 @@ class _ConvBlock(nn.Module):
         self.conv = nn.Conv1d(
             c_in, c_out, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2
         )
-        self.norm = nn.BatchNorm1d(c_out)
+        self.norm = MaskedBatchNorm1d(c_out)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return self.norm(F.relu(self.conv(x))) * mask
+        return self.norm(F.relu(self.conv(x)), mask) * mask
 
 
 class _SERes2Block(nn.Module):
@@ -123,7 +125,7 @@ class _AttentiveStatsPool(nn.Module):
         self.attention = nn.Sequential(
             nn.Conv1d(channels * 3, attention_channels, 1),
             nn.ReLU(),
-            nn.BatchNorm1d(attention_channels),
+            MaskedBatchNorm1d(attention_channels),
             nn.Tanh(),
             nn.Conv1d(attention_channels, channels, 1),
         )
@@ -132,7 +134,10 @@ class _AttentiveStatsPool(nn.Module):
         mean = _masked_mean(x, mask)
         std = _masked_mean((x - mean) ** 2, mask).clamp(min=1e-6).sqrt()
         context = torch.cat([x, mean.expand_as(x), std.expand_as(x)], dim=1)
-        logits = self.attention(context).masked_fill(mask == 0, float("-inf"))
+        h = context
+        for layer in self.attention:
+            h = layer(h, mask) if isinstance(layer, MaskedBatchNorm1d) else layer(h)
+        logits = h.masked_fill(mask == 0, float("-inf"))
         weights = torch.softmax(logits, dim=-1).to(x.dtype)
         w_mean = torch.linalg.vecdot(weights, x)
         # Centred, not E[x^2] - E[x]^2: that difference loses every digit in bfloat16.
@@ -160,7 +165,7 @@ class ECAPA(SpeakerEncoder):
             stride=config.stem_stride,
             padding=config.stem_kernel // 2,
         )
-        self.stem_norm = nn.BatchNorm1d(c)
+        self.stem_norm = MaskedBatchNorm1d(c)
         self.blocks = nn.ModuleList(
             [_SERes2Block(c, config.res2_scale, d, config.se_channels) for d in config.dilations]
         )
@@ -215,7 +220,7 @@ class ECAPA(SpeakerEncoder):
         lengths = self._stem_lengths(lengths)
         h = self.stem(x)
         mask = length_mask(lengths, batch, h.shape[-1], x.device)[:, None].to(h.dtype)
-        h = self.stem_norm(F.relu(h)) * mask
+        h = self.stem_norm(F.relu(h), mask) * mask
         outputs = []
         for block in self.blocks:
             h = block(h, mask)

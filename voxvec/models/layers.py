@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def resolve_lengths(
@@ -72,3 +72,38 @@ def check_features(
         raise ValueError(f"{what} (B, n_frames, {n_bins}), got shape {tuple(features.shape)}")
     batch, n_frames, _ = features.shape
     return features, resolve_lengths(lengths, batch, n_frames, features.device, unit="frames")
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """Batch norm of ``(B, C, T)`` frames whose batch statistics count only the valid frames.
+
+    :class:`torch.nn.BatchNorm1d` in training mode takes its batch mean and variance (and so its
+    running statistics) over every frame, padding included: the more a batch is padded, the
+    more its valid frames are normalised by statistics of zeros and biases. Here a ``(B, 1, T)``
+    ``mask`` (1 on valid frames) restricts both to the valid frames, so a batch's output on its
+    valid frames does not depend on how far it is padded. With running statistics in eval mode,
+    or without a mask, it is :class:`torch.nn.BatchNorm1d` exactly, with the same state dict.
+    """
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is None or not (self.training or self.running_mean is None):
+            return super().forward(x)
+        keep = mask.to(torch.float32).expand(x.shape[0], 1, x.shape[-1])
+        count = keep.sum().clamp(min=2.0)
+        x32 = x.float()  # statistics in float32 under bfloat16 autocast too
+        mean = (x32 * keep).sum(dim=(0, 2)) / count
+        var = ((x32 - mean[:, None]) ** 2 * keep).sum(dim=(0, 2)) / count
+        if self.training and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                assert self.num_batches_tracked is not None
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum
+                if momentum is None:  # a cumulative average, as torch's
+                    momentum = 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.to(self.running_mean), momentum)
+                unbiased = var * count / (count - 1)
+                self.running_var.lerp_(unbiased.to(self.running_var), momentum)
+        out = (x32 - mean[:, None]) * torch.rsqrt(var[:, None] + self.eps)
+        if self.affine:
+            out = out * self.weight[:, None] + self.bias[:, None]
+        return out.to(x.dtype)

@@ -18,6 +18,12 @@ Where the teacher's embeddings come from:
   weights: an interrupted pass resumes at its first missing shard, a resumed run or a new run on
   the same data and seed reuses them, and anything that changes them makes a new key. Under
   ``torchrun`` the ranks share the shards.
+- ``target: utterance`` (with the cache): the teacher embeds every training item (each file and
+  each speed copy) whole, once, into the same kind of cache, and the student trains on new random
+  crops at every visit, as without a teacher, each pulled toward its whole utterance's
+  embedding. The crops stay as varied as in plain training: on the validation split a fixed
+  bank of crops, even with the teacher's terms at ~0, cost noise robustness against new random
+  crops (BENCHMARKS.md, "Distillation").
 - ``cache: false``: the teacher embeds every augmented batch, exactly the student's input, on
   the fly (affordable on a GPU; on a 2-core CPU it costs more than the student's step).
 """
@@ -28,7 +34,9 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +49,8 @@ from voxvec.audio.io import resample
 from voxvec.audio.windows import pad_batch
 from voxvec.data.crops import CropBank
 from voxvec.data.dataset import UtteranceDataset, derive_seed
+from voxvec.data.loader import DataConfig, training_files
+from voxvec.data.manifest import ManifestItem
 from voxvec.data.speed import SpeedSpeakerDataset
 from voxvec.losses.distill import DistillLoss
 from voxvec.models.base import SpeakerEncoder
@@ -73,10 +83,13 @@ class DistillConfig:
             step, and reuse it every epoch (the teacher sees clean crops, speed copies
             included; the student the same crops augmented); false runs the teacher on every
             augmented batch instead (exact but slow on a CPU).
-        coverage: with cache, how many bank crops cover each sample of a file longer than
-            data.max_crop_s, on average (a 10 s file with crops of 1.5-3 s gets round(coverage
-            * 10 / 2.25) crops; more crops, more variety, a longer teacher pass); shorter
-            files are one crop, the whole file.
+        target: with cache, what the teacher embeds: 'crop' (the fixed crop bank, the very
+            samples the student sees) or 'utterance' (each training item whole; the student
+            sees new random crops every visit, each with its utterance's target).
+        coverage: with cache and target 'crop', how many bank crops cover each sample of a
+            file longer than data.max_crop_s, on average (a 10 s file with crops of 1.5-3 s
+            gets round(coverage * 10 / 2.25) crops; more crops, more variety, a longer teacher
+            pass); shorter files are one crop, the whole file.
         cache_dir: where the teacher's embeddings of the bank are kept (resumable shards);
             null = checkpoint.path/teacher.
         batch_size: crops per teacher forward pass.
@@ -85,14 +98,15 @@ class DistillConfig:
             teacher's (0: a random projection).
 
     Raises:
-        ValueError: a negative weight, both weights 0 with a teacher, coverage or batch size
-            not positive.
+        ValueError: a negative weight, both weights 0 with a teacher, an unknown target, target
+            'utterance' without the cache, coverage or batch size not positive.
     """
 
     teacher: str | None = None
     cosine_weight: float = 1.0
     similarity_weight: float = 0.0
     cache: bool = True
+    target: str = "crop"
     coverage: float = 1.0
     cache_dir: str | None = None
     batch_size: int = 32
@@ -109,6 +123,14 @@ class DistillConfig:
                 self.teacher is None or self.cosine_weight + self.similarity_weight > 0,
                 "a teacher needs cosine_weight or similarity_weight > 0",
             ),
+            (
+                self.target in ("crop", "utterance"),
+                f"target must be 'crop' or 'utterance', got {self.target!r}",
+            ),
+            (
+                self.cache or self.target == "crop",
+                "target 'utterance' needs cache: true (the teacher embeds each item once)",
+            ),
             (self.coverage > 0, f"coverage must be > 0, got {self.coverage}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.fit_crops >= 0, f"fit_crops must be >= 0, got {self.fit_crops}"),
@@ -121,6 +143,11 @@ class DistillConfig:
     def enabled(self) -> bool:
         """Whether the run distils (a teacher is set)."""
         return self.teacher is not None
+
+    @property
+    def crop_bank(self) -> float | None:
+        """The coverage of the fixed crop bank the student trains on; None: new random crops."""
+        return self.coverage if self.enabled and self.cache and self.target == "crop" else None
 
     def folder(self, run_dir: str | os.PathLike[str]) -> Path:
         """The cache folder: ``cache_dir``, or ``run_dir/teacher``."""
@@ -139,6 +166,15 @@ def teacher_input(
     ]
     batch, new_lengths = pad_batch(waves)
     return batch.to(wav.device), new_lengths.to(wav.device)
+
+
+def utterance_bank(
+    config: DataConfig, items: Sequence[ManifestItem], sample_rate: int, seed: int
+) -> CropBank:
+    """The bank of ``target: utterance``: every training item whole, one entry each, so entry
+    ``i`` is item ``i`` of the student's dataset (:func:`voxvec.data.loader.training_files`)."""
+    files = training_files(config, items, sample_rate, seed, whole=True)
+    return CropBank(files, 1, sys.maxsize, 1.0, seed)
 
 
 def _weights_digest(model: SpeakerEncoder) -> str:

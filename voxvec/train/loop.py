@@ -61,6 +61,7 @@ from voxvec.train.distill import (
     load_teacher_embeddings,
     teacher_embeddings,
     teacher_input,
+    utterance_bank,
 )
 from voxvec.train.distributed import (
     all_gather_objects,
@@ -199,7 +200,7 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             pin_memory=self.device.type == "cuda",
-            crop_bank=distill.coverage if distill.enabled and distill.cache else None,
+            crop_bank=distill.crop_bank,
         )
         optim = config.optim
         self.total_steps = optim.max_steps or optim.n_epochs * len(self.data.sampler)
@@ -292,7 +293,11 @@ class Trainer:
         if self.teacher is None or not self.config.distill.cache:
             return
         bank = self.data.dataset
-        assert isinstance(bank, CropBank)  # training_data builds one when distill.cache is on
+        if self.config.distill.target == "utterance":
+            bank = utterance_bank(
+                self.config.data, self.data.items, self.model.sample_rate, self.config.seed
+            )
+        assert isinstance(bank, CropBank)  # else training_data built one (distill.crop_bank)
         folder = self.config.distill.folder(self.run_dir)
         tic = time.perf_counter()
         shard_dir = teacher_embeddings(
