@@ -92,7 +92,8 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         count = keep.sum().clamp(min=2.0)
         x32 = x.float()  # statistics in float32 under bfloat16 autocast too
         mean = (x32 * keep).sum(dim=(0, 2)) / count
-        var = ((x32 - mean[:, None]) ** 2 * keep).sum(dim=(0, 2)) / count
+        centred = x32 - mean[:, None]
+        var = (centred**2 * keep).sum(dim=(0, 2)) / count
         if self.training and self.running_mean is not None and self.running_var is not None:
             with torch.no_grad():
                 assert self.num_batches_tracked is not None
@@ -103,7 +104,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
                 self.running_mean.lerp_(mean.to(self.running_mean), momentum)
                 unbiased = var * count / (count - 1)
                 self.running_var.lerp_(unbiased.to(self.running_var), momentum)
-        out = (x32 - mean[:, None]) * torch.rsqrt(var[:, None] + self.eps)
+        out = centred * torch.rsqrt(var[:, None] + self.eps)
         if self.affine:
             out = out * self.weight[:, None] + self.bias[:, None]
         return out.to(x.dtype)

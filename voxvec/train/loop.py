@@ -287,8 +287,9 @@ class Trainer:
         )
 
     def _prepare_teacher(self) -> None:
-        """With a cached teacher: embed the crop bank (the shards not done yet; every rank its
-        share), then load every rank's targets; the teacher is freed. A new run then fits the
+        """With a cached teacher: embed the crop bank, or with ``distill.target=utterance`` every
+        training item whole (the shards not done yet; every rank its share), then load every
+        rank's targets; the teacher is freed. A new run then fits the
         projection of the cosine term (``distill.fit_crops``)."""
         if self.teacher is None or not self.config.distill.cache:
             return
