@@ -45,7 +45,7 @@ def test_import_is_light_and_has_no_side_effects() -> None:
 
 def test_available_models_are_the_pretrained_names() -> None:
     names = voxvec.available_models()
-    assert names == [spec.name for spec in list_pretrained()]
+    assert names == [DEFAULT_MODEL, *(spec.name for spec in list_pretrained())]
     assert "convgru-rf5" in names and "gru-rf5" in names
 
 

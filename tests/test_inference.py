@@ -415,7 +415,7 @@ def test_embeddings_equal_those_recorded_before_the_refactor(shared_data: Path) 
     reference = json.loads((Path(__file__).parent / "assets/reference_embeddings.json").read_text())
     waves = [io.load(shared_data / f, 16000)[: 3 * 16000] for f in reference["files"]]
     for name, expected in reference["models"].items():
-        if name == "voxvec-default":
+        if name == "voxvec-default-v1":
             model, _ = load_model(name)
         else:
             torch.manual_seed(0)

@@ -86,10 +86,11 @@ def load(
 
 
 def available_models() -> list[str]:
-    """Names of the pretrained models :func:`load` accepts (``voxvec models`` shows details)."""
-    from voxvec.weights import list_pretrained
+    """Names of the pretrained models :func:`load` accepts, aliases first (``voxvec-default``:
+    the current default; ``voxvec models`` shows details)."""
+    from voxvec.weights import ALIASES, list_pretrained
 
-    return [spec.name for spec in list_pretrained()]
+    return [*ALIASES, *(spec.name for spec in list_pretrained())]
 
 
 def embed(

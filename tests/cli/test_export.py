@@ -107,7 +107,7 @@ def test_export_the_default_model_quantised_to_int8(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out)
     assert list(tmp_path.iterdir()) == [out]  # the float32 intermediate is gone
     embedder = voxvec.load(out)
-    assert embedder.precision == "int8" and embedder.card["name"] == "voxvec-default"
+    assert embedder.precision == "int8" and embedder.card["name"] == "voxvec-default-v1"
 
 
 @pytest.mark.parametrize(

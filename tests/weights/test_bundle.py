@@ -143,7 +143,7 @@ def test_the_shipped_bundle_is_the_whole_model() -> None:
     header, _ = read_bundle(path)
     assert header["format_version"] == 2
     _, card = load_model(path)
-    assert card["name"] == "voxvec-default"
+    assert card["name"] == "voxvec-default-v1"  # the versioned name: stores record it
     assert set(card["thresholds"]) == {"eer", "far1"}
     assert 0 < card["thresholds"]["eer"] < card["thresholds"]["far1"] < 1
 

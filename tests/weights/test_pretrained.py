@@ -25,7 +25,7 @@ from voxvec.weights import (
 
 def test_spec_table() -> None:
     names = [spec.name for spec in list_pretrained()]
-    assert {"gru-rf5", "convgru-rf5", "convgru-rf5-sc09", DEFAULT_MODEL} <= set(names)
+    assert {"gru-rf5", "convgru-rf5", "convgru-rf5-sc09", "voxvec-default-v1"} <= set(names)
     for spec in list_pretrained():
         if spec.converter is None:
             model, _ = load_model(spec.name)
@@ -126,7 +126,7 @@ def test_asset_backed_spec_and_default(
     same_weights: Callable[..., Any],
 ) -> None:
     spec = PretrainedSpec(
-        name=DEFAULT_MODEL,
+        name="test-default-v3",
         arch="gru",
         sample_rate=22050,
         frontend="logmel",
@@ -137,7 +137,8 @@ def test_asset_backed_spec_and_default(
     monkeypatch.setattr(pretrained, "_SPECS", types.MappingProxyType({}))
     with pytest.raises(KeyError, match=DEFAULT_MODEL):
         load_model()
-    monkeypatch.setattr(pretrained, "_SPECS", types.MappingProxyType({DEFAULT_MODEL: spec}))
+    monkeypatch.setattr(pretrained, "_SPECS", types.MappingProxyType({spec.name: spec}))
+    monkeypatch.setattr(pretrained, "ALIASES", types.MappingProxyType({DEFAULT_MODEL: spec.name}))
     monkeypatch.setattr(pretrained, "ASSETS_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="default-test.safetensors"):
         load_model()
@@ -145,7 +146,24 @@ def test_asset_backed_spec_and_default(
     save_bundle(source, tmp_path / "default-test.safetensors", {"thresholds": {"eer": 0.5}})
     model, card = load_model()
     assert same_weights(model, source)
-    assert card["name"] == DEFAULT_MODEL and card["thresholds"] == {"eer": 0.5}
+    assert card["name"] == "test-default-v3" and card["thresholds"] == {"eer": 0.5}
+
+
+def test_the_default_name_is_an_alias_of_a_versioned_bundled_model(
+    same_weights: Callable[..., Any],
+) -> None:
+    """``voxvec-default`` moves with each new default; the versioned name keeps its weights,
+    and what was loaded by either records the versioned name (stores and calibrations keep it)."""
+    assert set(pretrained.ALIASES) == {DEFAULT_MODEL}
+    target = pretrained.ALIASES[DEFAULT_MODEL]
+    assert get_spec(DEFAULT_MODEL) is get_spec(target) and get_spec(target).asset is not None
+    assert DEFAULT_MODEL not in [spec.name for spec in list_pretrained()]
+    by_alias, alias_card = load_model(DEFAULT_MODEL)
+    by_version, version_card = load_model(target)
+    assert same_weights(by_alias, by_version)
+    assert alias_card == version_card and alias_card["name"] == target
+    with pytest.raises(KeyError, match=f"available: .*'{DEFAULT_MODEL}'"):
+        get_spec("voxvec-default-v0")
 
 
 @pytest.mark.network

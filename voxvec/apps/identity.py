@@ -8,7 +8,6 @@ identity of the model that made them and refuse another (:meth:`ModelIdentity.ch
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,16 +38,12 @@ class ModelIdentity:
     @classmethod
     def of(cls, embedder: Embedder) -> ModelIdentity:
         """The identity of an :class:`~voxvec.inference.Embedder`'s model (hashes its weights)."""
-        import torch
+        from voxvec.weights.state import weights_fingerprint
 
-        digest = hashlib.sha256()
-        for key, tensor in sorted(embedder.model.state_dict().items()):
-            flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-            digest.update(f"{key}:{flat.dtype}:{tuple(tensor.shape)};".encode())
-            digest.update(flat.view(torch.uint8).numpy().tobytes())
         card = embedder.card
         name = card.get("name") or card.get("source") or type(embedder.model).__name__
-        return cls(str(name), digest.hexdigest(), embedder.embed_dim, embedder.sample_rate)
+        fingerprint = weights_fingerprint(embedder.model)
+        return cls(str(name), fingerprint, embedder.embed_dim, embedder.sample_rate)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -86,10 +81,14 @@ class ModelIdentity:
         """
         if other.fingerprint == self.fingerprint and other.embed_dim == self.embed_dim:
             return
+        from voxvec.weights.pretrained import bundled_with_fingerprint
+
+        # A record made under an alias (voxvec-default) names the bundled version with its weights.
+        same = bundled_with_fingerprint(self.fingerprint) or self.name
         raise ModelMismatchError(
             f"{what} was made with model {self.name!r} (D={self.embed_dim}, weights "
             f"{self.fingerprint[:12]}); these embeddings come from {other.name!r} "
             f"(D={other.embed_dim}, weights {other.fingerprint[:12]}). Embeddings of different "
-            f"models are not comparable: use --model {self.name} (the same weights), or make a "
-            "new one with this model"
+            f"models are not comparable: use --model {same} (the same weights), or make a new "
+            "one with this model"
         )

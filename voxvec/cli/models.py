@@ -1,7 +1,8 @@
 """List the model architectures and the pretrained models.
 
 Architectures are what voxvec.models.create_model builds (untrained, e.g. to train);
-pretrained models are what --model and voxvec.load accept by name. For each: sample rate, the
+pretrained models are what --model and voxvec.load accept by name (voxvec-default is an alias of
+the current default's versioned name, listed as "= <name>"). For each: sample rate, the
 front-end the model runs on the waveform (logmel, or waveform for models that take raw samples),
 parameter count and float32 size, and for pretrained models
 whether the weights are on this machine (bundled, or already downloaded into the torch hub
@@ -42,7 +43,7 @@ def _weights_status(spec: PretrainedSpec) -> str:
 def table() -> list[list[str]]:
     """Rows (with a header row) describing every architecture and pretrained model."""
     from voxvec.models import create_model, list_models
-    from voxvec.weights import list_pretrained
+    from voxvec.weights import ALIASES, get_spec, list_pretrained
 
     rows = [["name", "type", "arch", "rate", "frontend", "params", "size", "weights"]]
     for name in list_models():
@@ -51,12 +52,14 @@ def table() -> list[list[str]]:
         params, size = _size(n_params)
         rate, kind = str(model.sample_rate), model.frontend.kind
         rows.append([name, "architecture", name, rate, kind, params, size, "untrained"])
-    for spec in list_pretrained():
+    named = [(alias, f"= {target}", get_spec(alias)) for alias, target in ALIASES.items()]
+    named += [(spec.name, "pretrained", spec) for spec in list_pretrained()]
+    for name, kind, spec in named:
         params, size = _size(spec.n_params)
         rows.append(
             [
-                spec.name,
-                "pretrained",
+                name,
+                kind,
                 spec.arch,
                 str(spec.sample_rate),
                 spec.frontend,

@@ -8,6 +8,7 @@
 
 from voxvec.weights.bundle import load_bundle, read_bundle, save_bundle, update_card
 from voxvec.weights.pretrained import (
+    ALIASES,
     DEFAULT_MODEL,
     PretrainedSpec,
     get_spec,
@@ -17,6 +18,7 @@ from voxvec.weights.pretrained import (
 from voxvec.weights.state import load_state_dict_strict, normalize_keys
 
 __all__ = [
+    "ALIASES",
     "DEFAULT_MODEL",
     "PretrainedSpec",
     "get_spec",

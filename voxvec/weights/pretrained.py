@@ -2,7 +2,8 @@
 
 :func:`load_model` accepts three things:
 
-- a name from :func:`list_pretrained` (e.g. ``"convgru-rf5"``): its weights come from a file
+- a name from :func:`list_pretrained` (e.g. ``"convgru-rf5"``) or an alias of one (:data:`ALIASES`:
+  ``"voxvec-default"`` is the current default's versioned name): its weights come from a file
   bundled in ``voxvec/assets/`` or are downloaded once into ``torch.hub.get_dir()/checkpoints``
   (checked against the spec's sha256 when it has one);
 - a path to a voxvec bundle (:mod:`voxvec.weights.bundle`): weights, config and model card in one
@@ -31,12 +32,14 @@ import torch
 from voxvec.models import SpeakerEncoder
 from voxvec.weights.bundle import load_bundle
 from voxvec.weights.converters import detect_converter, get_converter
-from voxvec.weights.state import model_from_state_dict
+from voxvec.weights.state import model_from_state_dict, weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "voxvec-default"
-"""The spec :func:`load_model` uses when given no name."""
+"""The name :func:`load_model` uses when given none: an alias of the current default's
+versioned name (:data:`ALIASES`), so that code naming a version keeps its model when the
+default moves on."""
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
@@ -235,17 +238,17 @@ _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
                 converter="rf5",
             ),
             PretrainedSpec(
-                name=DEFAULT_MODEL,
+                name="voxvec-default-v1",
                 arch="ecapa",
                 sample_rate=16000,
                 frontend="logmel",
                 n_params=2_148_320,
                 description=(
-                    "voxvec's default: ECAPA-TDNN-lite on 16 kHz log-mels, trained by "
+                    "voxvec's first default: ECAPA-TDNN-lite on 16 kHz log-mels, trained by "
                     "configs/voxvec-default.yaml on 460 speakers of 5 corpora in 6 languages; "
                     "ships inside the package"
                 ),
-                asset="voxvec-default.safetensors",
+                asset="voxvec-default-v1.safetensors",
             ),
             PretrainedSpec(
                 name="campplus-zh-en",
@@ -269,21 +272,44 @@ _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
 )
 
 
+ALIASES: Mapping[str, str] = types.MappingProxyType({DEFAULT_MODEL: "voxvec-default-v1"})
+"""Names that stand for a versioned spec: ``voxvec-default`` is whichever model is the default
+now; a versioned name (``voxvec-default-v1``) always loads the same weights."""
+
+
 def list_pretrained() -> list[PretrainedSpec]:
-    """Every named pretrained model, in table order."""
+    """Every named pretrained model, in table order (aliases not repeated: :data:`ALIASES`)."""
     return list(_SPECS.values())
 
 
+def _names() -> list[str]:
+    return sorted({*_SPECS, *ALIASES})
+
+
 def get_spec(name: str) -> PretrainedSpec:
-    """The spec called ``name``.
+    """The spec called ``name``, or the one an alias (:data:`ALIASES`) stands for.
 
     Raises:
         KeyError: unknown name; the message lists the valid ones.
     """
     try:
-        return _SPECS[name]
+        return _SPECS[ALIASES.get(name, name)]
     except KeyError:
-        raise KeyError(f"unknown pretrained model {name!r}; available: {sorted(_SPECS)}") from None
+        raise KeyError(f"unknown pretrained model {name!r}; available: {_names()}") from None
+
+
+def bundled_with_fingerprint(fingerprint: str) -> str | None:
+    """The name of the bundled model whose weights have this :func:`weights_fingerprint`, or None.
+
+    Reads every bundled asset (a few MB each), so it is meant for messages: embeddings recorded
+    as the alias ``voxvec-default`` name the versioned model that made them.
+    """
+    for spec in _SPECS.values():
+        if spec.asset is not None and spec.local_path.is_file():
+            model, _ = load_bundle(spec.local_path)
+            if weights_fingerprint(model) == fingerprint:
+                return spec.name
+    return None
 
 
 def _sha256(path: Path) -> str:
@@ -383,10 +409,10 @@ def load_model(
     """Load a pretrained model by name, a voxvec bundle, or an original release file.
 
     Args:
-        name_or_path: a name from :func:`list_pretrained`; a path to a bundle; a path to an
-            original RF5 release file, a PyTorch state dict of a ``gru``/``convgru`` model or a
-            3D-Speaker CAM++ checkpoint (detected by content); None for the default model
-            (:data:`DEFAULT_MODEL`).
+        name_or_path: a name from :func:`list_pretrained` or :data:`ALIASES`; a path to a
+            bundle; a path to an original RF5 release file, a PyTorch state dict of a
+            ``gru``/``convgru`` model or a 3D-Speaker CAM++ checkpoint (detected by content);
+            None for the default model (:data:`DEFAULT_MODEL`).
         progress: show a progress bar while downloading.
 
     Returns:
@@ -401,8 +427,8 @@ def load_model(
     """
     if name_or_path is None:
         name_or_path = DEFAULT_MODEL
-    if isinstance(name_or_path, str) and name_or_path in _SPECS:
-        return _load_spec(_SPECS[name_or_path], progress)
+    if isinstance(name_or_path, str) and (name_or_path in _SPECS or name_or_path in ALIASES):
+        return _load_spec(get_spec(name_or_path), progress)
     path = Path(name_or_path).expanduser()
     if path.is_file():
         if _is_safetensors(path):
@@ -418,6 +444,6 @@ def load_model(
         os.sep in text or "/" in text or text.endswith(_PATH_SUFFIXES)
     ):
         raise KeyError(
-            f"unknown pretrained model {text!r} (and no such file); available: {sorted(_SPECS)}"
+            f"unknown pretrained model {text!r} (and no such file); available: {_names()}"
         )
     raise FileNotFoundError(f"model file not found: '{path}'")

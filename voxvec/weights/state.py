@@ -3,11 +3,13 @@
 :func:`normalize_keys` strips the prefixes wrappers add to parameter names
 (``module.`` of DataParallel/DDP, ``_orig_mod.`` of ``torch.compile``, ``model.`` of the original
 project's wrapper); :func:`load_state_dict_strict` requires exactly the model's names and shapes
-and lists every problem when they differ.
+and lists every problem when they differ; :func:`weights_fingerprint` tells two models' weights
+apart.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -133,3 +135,14 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, Tensor], s
             problems.append(f"shape mismatches (file vs model): {_clip_list(mismatched)}")
         arch = getattr(model, "arch", "") or type(model).__name__
         raise ValueError(f"{source}: weights do not fit the '{arch}' model ({'; '.join(problems)})")
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 (hex) over every tensor of ``model``'s state dict, by name, dtype and shape: equal
+    exactly when the weights are (whatever file or name they were loaded from)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{key}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
