@@ -117,7 +117,7 @@ def test_verify_uses_the_thresholds_stored_in_the_graph(
     assert json.loads(entries[CARD_KEY])["thresholds"] == torch_embedder.card["thresholds"]
     assert embedder.threshold == torch_embedder.threshold
     assert embedder.resolve_threshold("far1") == torch_embedder.resolve_threshold("far1")
-    assert "voxvec-default's card" in embedder.threshold_source()
+    assert "voxvec-default-v1's card" in embedder.threshold_source()
     score, same = embedder.verify(speech[0], speech[1])
     expected_score, expected_same = torch_embedder.verify(speech[0], speech[1])
     assert abs(score - expected_score) < TOLERANCE and same == expected_same
