@@ -14,7 +14,7 @@ import voxvec
 from voxvec import hub
 from voxvec.audio import io
 from voxvec.models import create_model
-from voxvec.weights import get_spec
+from voxvec.weights import ALIASES, DEFAULT_MODEL, get_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,7 +147,7 @@ def test_convgru_entry_points_load_their_release(monkeypatch: pytest.MonkeyPatch
 
 def test_hub_load_local_voxvec_default_is_bundled_and_offline(shared_data: Path) -> None:
     embedder = torch.hub.load(str(REPO_ROOT), "voxvec_default", source="local", device="cpu")
-    assert embedder.card["name"] == "voxvec-default-v1" and embedder.threshold is not None
+    assert embedder.card["name"] == ALIASES[DEFAULT_MODEL] and embedder.threshold is not None
     wav = shared_data / "librispeech-train-clean-100-sample/audio/103-1240-0000.flac"
     emb = embedder.embed([wav, wav])
     assert emb.shape == (2, 256)

@@ -19,7 +19,7 @@ from voxvec.audio import io
 from voxvec.export import export
 from voxvec.inference import Embedder
 from voxvec.onnx_embedder import CARD_KEY, OnnxEmbedder, onnx_providers
-from voxvec.weights import load_model
+from voxvec.weights import ALIASES, DEFAULT_MODEL, load_model
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
@@ -117,7 +117,7 @@ def test_verify_uses_the_thresholds_stored_in_the_graph(
     assert json.loads(entries[CARD_KEY])["thresholds"] == torch_embedder.card["thresholds"]
     assert embedder.threshold == torch_embedder.threshold
     assert embedder.resolve_threshold("far1") == torch_embedder.resolve_threshold("far1")
-    assert "voxvec-default-v1's card" in embedder.threshold_source()
+    assert f"{ALIASES[DEFAULT_MODEL]}'s card" in embedder.threshold_source()
     score, same = embedder.verify(speech[0], speech[1])
     expected_score, expected_same = torch_embedder.verify(speech[0], speech[1])
     assert abs(score - expected_score) < TOLERANCE and same == expected_same

@@ -13,7 +13,7 @@ from voxvec.cli import main
 from voxvec.config import config_to_dict
 from voxvec.models import create_model
 from voxvec.train.checkpoint import save_checkpoint
-from voxvec.weights import load_bundle
+from voxvec.weights import ALIASES, DEFAULT_MODEL, load_bundle
 
 TINY = {"hidden_size": 16, "n_layers": 1, "embed_dim": 8}
 
@@ -107,7 +107,7 @@ def test_export_the_default_model_quantised_to_int8(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out)
     assert list(tmp_path.iterdir()) == [out]  # the float32 intermediate is gone
     embedder = voxvec.load(out)
-    assert embedder.precision == "int8" and embedder.card["name"] == "voxvec-default-v1"
+    assert embedder.precision == "int8" and embedder.card["name"] == ALIASES[DEFAULT_MODEL]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import voxvec
 from voxvec.apps.store import SpeakerStore
 from voxvec.cli import main
 from voxvec.models import create_model
-from voxvec.weights import save_bundle
+from voxvec.weights import ALIASES, DEFAULT_MODEL, save_bundle
 
 ENROLLED = ("0001", "0005", "0006")
 STRANGER = "0024"
@@ -46,7 +46,7 @@ def test_enroll_stores_what_the_library_computes(
 ) -> None:
     store = SpeakerStore.open(store_dir)
     assert store.names() == [f"so-{s}" for s in ENROLLED]
-    assert store.model.name == "voxvec-default-v1"
+    assert store.model.name == ALIASES[DEFAULT_MODEL]
     speaker = store.get("so-0001")
     assert speaker.count == 3 and speaker.sources == tuple(map(str, files["0001"][:3]))
     assert speaker.metadata == {"corpus": "speechocean762"}
@@ -117,8 +117,8 @@ def test_another_model_and_missing_store(
     argv = ["identify", query, "--store", str(store_dir), "--model", str(other)]
     assert main([*argv, "--threshold", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert "was made with model 'voxvec-default-v1'" in err and "not comparable" in err
-    assert "use --model voxvec-default-v1 (the same weights)" in err
+    assert f"was made with model '{ALIASES[DEFAULT_MODEL]}'" in err and "not comparable" in err
+    assert f"use --model {ALIASES[DEFAULT_MODEL]} (the same weights)" in err
     assert main(["enroll", "x", query, "--store", str(store_dir), "--model", str(other)]) == 2
     assert "not comparable" in capsys.readouterr().err
     assert "x" not in SpeakerStore.open(store_dir)

@@ -13,6 +13,7 @@ from voxvec.apps.calibration import fit_calibration
 from voxvec.apps.identity import ModelIdentity
 from voxvec.cli import main
 from voxvec.inference import similarity
+from voxvec.weights import ALIASES, DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,9 @@ def test_several_files_per_side_are_one_speaker(
     assert out["n_a"] == 2 and out["n_b"] == 1 and out["a"] == [str(a1), str(a2)]
     assert out["threshold"] == embedder.resolve_threshold("eer")
     assert out["same"] is (expected >= out["threshold"]) and out["same"] is True  # 0.63 vs 0.39
-    assert out["threshold_source"].startswith("operating point 'eer' of voxvec-default-v1's card")
+    assert out["threshold_source"].startswith(
+        f"operating point 'eer' of {ALIASES[DEFAULT_MODEL]}'s card"
+    )
     assert out["llr"] is None
     # a folder is a side too; another speaker is rejected at the far1 point
     folder = a1.parent

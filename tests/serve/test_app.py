@@ -14,6 +14,7 @@ import soundfile as sf
 import voxvec
 from voxvec.apps.verify import verify
 from voxvec.inference import Embedder
+from voxvec.weights import ALIASES, DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def test_health_needs_no_token_and_names_the_limits(server) -> None:
     with server.client(token=None) as client:
         health = client.get("/health").json()
     assert health["status"] == "ok" and health["auth"] is True
-    assert health["model"] == "voxvec-default-v1" and health["embed_dim"] == 256
+    assert health["model"] == ALIASES[DEFAULT_MODEL] and health["embed_dim"] == 256
     assert health["limits"]["max_upload_mb"] == 2 and health["limits"]["max_audio_s"] == 30
     assert "token" not in health["limits"]
 

@@ -12,7 +12,15 @@ import torch
 from safetensors.torch import save_file
 
 from voxvec.config import config_to_dict
-from voxvec.weights import load_bundle, load_model, read_bundle, save_bundle, update_card
+from voxvec.weights import (
+    ALIASES,
+    DEFAULT_MODEL,
+    load_bundle,
+    load_model,
+    read_bundle,
+    save_bundle,
+    update_card,
+)
 
 
 @pytest.mark.parametrize(
@@ -143,9 +151,31 @@ def test_the_shipped_bundle_is_the_whole_model() -> None:
     header, _ = read_bundle(path)
     assert header["format_version"] == 2
     _, card = load_model(path)
-    assert card["name"] == "voxvec-default-v1"  # the versioned name: stores record it
+    assert card["name"] == ALIASES[DEFAULT_MODEL]  # the versioned name: stores record it
     assert set(card["thresholds"]) == {"eer", "far1"}
     assert 0 < card["thresholds"]["eer"] < card["thresholds"]["far1"] < 1
+
+
+def test_the_default_model_card_says_what_made_it() -> None:
+    """The issue's model card: data, recipe, steps, held-out results, thresholds, limits; the
+    recipe it names is in configs/ and a distilled model names its teacher and its licence."""
+    _, card = load_model(DEFAULT_MODEL)
+    assert {
+        "architecture",
+        "input",
+        "training",
+        "thresholds",
+        "thresholds_from",
+        "held_out_results",
+        "limits",
+        "diarization",
+    } <= set(card)
+    training = card["training"]
+    assert {"recipe", "data", "held_out", "steps", "command"} <= set(training)
+    assert (Path(__file__).resolve().parents[2] / training["recipe"]).is_file()
+    assert training["steps"] > 0 and card["limits"]
+    if "teacher" in training:
+        assert "licence" in training["teacher"] and "Apache-2.0" in training["teacher"]["licence"]
 
 
 def test_a_tiny_file_asking_for_a_huge_model_is_refused_before_allocating(
