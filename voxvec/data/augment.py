@@ -1,4 +1,4 @@
-"""Waveform augmentation of training batches: speed, reverb, babble, noise and gain.
+"""Waveform augmentation of training batches: speed, pauses, reverb, babble, noise and gain.
 
 Every augmentation is off by default and, when on, applied to each batch item independently
 with its own probability. :class:`Augmenter` works on a padded batch ``(B, T)`` with ``lengths``
@@ -8,14 +8,17 @@ with its own probability. :class:`Augmenter` works on a padded batch ``(B, T)`` 
    faster (pitch and tempo change together, as with ``sox speed``); its length becomes
    ``round(length / speed)``, so the batch width ``T`` may change (this step resamples with soxr
    on the CPU, copying the chosen items there and back when the batch is on an accelerator);
-2. reverberation: convolution (by FFT) with a synthetic room impulse response, exponentially
+2. a pause: ``pause_s`` seconds of a noise floor (white noise at ``pause_level_db`` dBFS)
+   inserted at a random point, so the item grows by the pause (10 s of silence inside an
+   utterance is one of the conditions voxvec is judged on);
+3. reverberation: convolution (by FFT) with a synthetic room impulse response, exponentially
    decaying Gaussian noise with an RT60 drawn from ``rt60_s`` plus a direct path of equal energy
    (see :func:`synthetic_rir`); the item's RMS level is kept;
-3. babble: the sum of 3-6 (``babble_speakers``) other items of the batch spoken by other
+4. babble: the sum of 3-6 (``babble_speakers``) other items of the batch spoken by other
    speakers, added at an SNR drawn from ``babble_snr_db``;
-4. noise: a random excerpt (looped if short) of a random file of ``noise_dir`` added at an SNR
+5. noise: a random excerpt (looped if short) of a random file of ``noise_dir`` added at an SNR
    drawn from ``noise_snr_db``;
-5. gain: a level change drawn from ``gain_db``.
+6. gain: a level change drawn from ``gain_db``.
 
 SNRs are measured over each item's valid samples. An item whose peak then exceeds 1 is scaled
 down to peak 1 (the waveform contract is [-1, 1]), and samples past each length stay zero.
@@ -69,6 +72,11 @@ class AugmentConfig:
         rt60_s: range of the reverberation time RT60 in seconds.
         speed_prob: probability of speed perturbation.
         speeds: the speed factors (> 0) to choose from, uniformly.
+        pause_prob: probability of a pause inserted at a random point of the item (lengthening
+            it), so that the model learns to ignore long silences inside an utterance.
+        pause_s: range of the pause's length in seconds.
+        pause_level_db: range of the pause's level in dBFS: white noise at that RMS (a recording's
+            noise floor); additive noise and reverb, drawn later, cover it as they cover speech.
 
     Raises:
         ValueError: a probability outside [0, 1], a range with ``low > high``, a non-positive
@@ -87,6 +95,9 @@ class AugmentConfig:
     rt60_s: tuple[float, float] = (0.2, 0.8)
     speed_prob: float = 0.0
     speeds: tuple[float, ...] = (0.9, 1.1)
+    pause_prob: float = 0.0
+    pause_s: tuple[float, float] = (0.5, 3.0)
+    pause_level_db: tuple[float, float] = (-90.0, -60.0)
 
     def __post_init__(self) -> None:
         # Configs loaded from YAML give lists: store tuples so the config stays hashable.
@@ -94,16 +105,33 @@ class AugmentConfig:
             value = getattr(self, f.name)
             if isinstance(value, list):
                 object.__setattr__(self, f.name, tuple(value))
-        for name in ("noise_prob", "babble_prob", "gain_prob", "reverb_prob", "speed_prob"):
+        for name in (
+            "noise_prob",
+            "babble_prob",
+            "gain_prob",
+            "reverb_prob",
+            "speed_prob",
+            "pause_prob",
+        ):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
-        for name in ("noise_snr_db", "babble_snr_db", "babble_speakers", "gain_db", "rt60_s"):
+        for name in (
+            "noise_snr_db",
+            "babble_snr_db",
+            "babble_speakers",
+            "gain_db",
+            "rt60_s",
+            "pause_s",
+            "pause_level_db",
+        ):
             value = getattr(self, name)
             if len(value) != 2 or value[0] > value[1]:
                 raise ValueError(
                     f"{name} must be a range (low, high) with low <= high, got {value}"
                 )
+        if self.pause_s[0] < 0:
+            raise ValueError(f"pause_s must be >= 0 seconds, got {self.pause_s}")
         if self.rt60_s[0] <= 0:
             raise ValueError(f"rt60_s must be > 0 seconds, got {self.rt60_s}")
         if self.babble_speakers[0] < 1:
@@ -124,6 +152,7 @@ class AugmentConfig:
                 self.gain_prob,
                 self.reverb_prob,
                 self.speed_prob,
+                self.pause_prob,
             )
         )
 
@@ -290,6 +319,7 @@ class Augmenter:
             return AugmentResult(wav, lengths, speed_index)
 
         wav, lengths = self._speed(wav, lengths, speed_index, generator)
+        wav, lengths = self._pause(wav, lengths, generator)
         wav = wav.clone()
         n = lengths.tolist()
         self._reverb(wav, n, generator)
@@ -332,6 +362,31 @@ class Augmenter:
             if faster is not items[i]:
                 items[i] = faster
                 speed_index[i] = picks[i]
+        new_wav, new_lengths = pad_batch(items)
+        return new_wav.to(wav.device), new_lengths.to(lengths.device)
+
+    def _pause(
+        self, wav: Tensor, lengths: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """Insert a pause (a noise floor of ``pause_level_db``) into the chosen items."""
+        cfg = self.config
+        if cfg.pause_prob <= 0:
+            return wav, lengths
+        batch = wav.shape[0]
+        chosen = _chosen(batch, cfg.pause_prob, generator)
+        if not chosen:
+            return wav, lengths
+        seconds = _uniform(batch, *cfg.pause_s, generator)
+        levels_db = _uniform(batch, *cfg.pause_level_db, generator)
+        where = torch.rand(batch, generator=generator).tolist()
+        items = [wav[i, :n] for i, n in enumerate(lengths.tolist())]
+        for i in chosen:
+            gap = round(seconds[i] * self.sample_rate)
+            if gap == 0:
+                continue
+            floor = torch.randn(gap, generator=generator) * 10.0 ** (levels_db[i] / 20.0)
+            cut = round(where[i] * len(items[i]))
+            items[i] = torch.cat([items[i][:cut], floor.to(wav), items[i][cut:]])
         new_wav, new_lengths = pad_batch(items)
         return new_wav.to(wav.device), new_lengths.to(lengths.device)
 
