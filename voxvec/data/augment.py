@@ -8,9 +8,9 @@ with its own probability. :class:`Augmenter` works on a padded batch ``(B, T)`` 
    faster (pitch and tempo change together, as with ``sox speed``); its length becomes
    ``round(length / speed)``, so the batch width ``T`` may change (this step resamples with soxr
    on the CPU, copying the chosen items there and back when the batch is on an accelerator);
-2. a pause: ``pause_s`` seconds of a noise floor (white noise at ``pause_level_db`` dBFS)
-   inserted at a random point, so the item grows by the pause (10 s of silence inside an
-   utterance is one of the conditions voxvec is judged on);
+2. a pause: a random stretch of ``pause_fraction`` of the item replaced by a noise floor (white
+   noise at ``pause_level_db`` dBFS); the length stays, so the batch width does too (10 s of
+   silence inside an utterance is one of the conditions voxvec is judged on);
 3. reverberation: convolution (by FFT) with a synthetic room impulse response, exponentially
    decaying Gaussian noise with an RT60 drawn from ``rt60_s`` plus a direct path of equal energy
    (see :func:`synthetic_rir`); the item's RMS level is kept;
@@ -72,9 +72,9 @@ class AugmentConfig:
         rt60_s: range of the reverberation time RT60 in seconds.
         speed_prob: probability of speed perturbation.
         speeds: the speed factors (> 0) to choose from, uniformly.
-        pause_prob: probability of a pause inserted at a random point of the item (lengthening
-            it), so that the model learns to ignore long silences inside an utterance.
-        pause_s: range of the pause's length in seconds.
+        pause_prob: probability of a pause in the item, so that the model learns to ignore
+            long silences inside an utterance.
+        pause_fraction: range of the pause's share of the item's length, in [0, 1).
         pause_level_db: range of the pause's level in dBFS: white noise at that RMS (a recording's
             noise floor); additive noise and reverb, drawn later, cover it as they cover speech.
 
@@ -96,7 +96,7 @@ class AugmentConfig:
     speed_prob: float = 0.0
     speeds: tuple[float, ...] = (0.9, 1.1)
     pause_prob: float = 0.0
-    pause_s: tuple[float, float] = (0.5, 3.0)
+    pause_fraction: tuple[float, float] = (0.2, 0.6)
     pause_level_db: tuple[float, float] = (-90.0, -60.0)
 
     def __post_init__(self) -> None:
@@ -122,7 +122,7 @@ class AugmentConfig:
             "babble_speakers",
             "gain_db",
             "rt60_s",
-            "pause_s",
+            "pause_fraction",
             "pause_level_db",
         ):
             value = getattr(self, name)
@@ -130,8 +130,8 @@ class AugmentConfig:
                 raise ValueError(
                     f"{name} must be a range (low, high) with low <= high, got {value}"
                 )
-        if self.pause_s[0] < 0:
-            raise ValueError(f"pause_s must be >= 0 seconds, got {self.pause_s}")
+        if not 0.0 <= self.pause_fraction[0] <= self.pause_fraction[1] < 1.0:
+            raise ValueError(f"pause_fraction must lie in [0, 1), got {self.pause_fraction}")
         if self.rt60_s[0] <= 0:
             raise ValueError(f"rt60_s must be > 0 seconds, got {self.rt60_s}")
         if self.babble_speakers[0] < 1:
@@ -319,9 +319,9 @@ class Augmenter:
             return AugmentResult(wav, lengths, speed_index)
 
         wav, lengths = self._speed(wav, lengths, speed_index, generator)
-        wav, lengths = self._pause(wav, lengths, generator)
         wav = wav.clone()
         n = lengths.tolist()
+        self._pause(wav, n, generator)
         self._reverb(wav, n, generator)
         self._babble(wav, n, speaker, generator)
         self._noise(wav, n, generator)
@@ -365,30 +365,23 @@ class Augmenter:
         new_wav, new_lengths = pad_batch(items)
         return new_wav.to(wav.device), new_lengths.to(lengths.device)
 
-    def _pause(
-        self, wav: Tensor, lengths: Tensor, generator: torch.Generator | None
-    ) -> tuple[Tensor, Tensor]:
-        """Insert a pause (a noise floor of ``pause_level_db``) into the chosen items."""
+    def _pause(self, wav: Tensor, n: list[int], generator: torch.Generator | None) -> None:
+        """Overwrite a stretch of the chosen items with a noise floor of ``pause_level_db``."""
         cfg = self.config
         if cfg.pause_prob <= 0:
-            return wav, lengths
+            return
         batch = wav.shape[0]
         chosen = _chosen(batch, cfg.pause_prob, generator)
-        if not chosen:
-            return wav, lengths
-        seconds = _uniform(batch, *cfg.pause_s, generator)
+        fractions = _uniform(batch, *cfg.pause_fraction, generator)
         levels_db = _uniform(batch, *cfg.pause_level_db, generator)
         where = torch.rand(batch, generator=generator).tolist()
-        items = [wav[i, :n] for i, n in enumerate(lengths.tolist())]
         for i in chosen:
-            gap = round(seconds[i] * self.sample_rate)
+            gap = round(fractions[i] * n[i])
             if gap == 0:
                 continue
+            start = round(where[i] * (n[i] - gap))
             floor = torch.randn(gap, generator=generator) * 10.0 ** (levels_db[i] / 20.0)
-            cut = round(where[i] * len(items[i]))
-            items[i] = torch.cat([items[i][:cut], floor.to(wav), items[i][cut:]])
-        new_wav, new_lengths = pad_batch(items)
-        return new_wav.to(wav.device), new_lengths.to(lengths.device)
+            wav[i, start : start + gap] = floor.to(wav)
 
     def _reverb(self, wav: Tensor, n: list[int], generator: torch.Generator | None) -> None:
         cfg = self.config
