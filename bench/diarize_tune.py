@@ -184,7 +184,7 @@ def main() -> None:
     import voxvec
     from voxvec.apps.diarize import DIARIZATION_CARD_KEY, Diarizer
     from voxvec.apps.identity import ModelIdentity
-    from voxvec.weights import ALIASES, get_spec, list_pretrained, update_card
+    from voxvec.weights import PretrainedSpec, get_spec, list_pretrained, update_card
 
     torch.set_num_threads(args.threads)
     embedder = voxvec.load(args.model, "cpu")
@@ -208,7 +208,10 @@ def main() -> None:
         )
     names = {s.name: s for s in list_pretrained()}
     name = embedder.card.get("name")
-    spec = names.get(ALIASES.get(args.model, args.model))  # voxvec-default: its versioned spec
+    try:
+        spec: PretrainedSpec | None = get_spec(args.model)  # an alias: its versioned spec
+    except KeyError:
+        spec = None
     if spec is not None and spec.asset is not None:
         bundle: Path | None = spec.local_path
     elif str(args.model).endswith(".safetensors"):
