@@ -244,7 +244,7 @@ _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
                 frontend="logmel",
                 n_params=2_148_320,
                 description=(
-                    "voxvec's first default: ECAPA-TDNN-lite on 16 kHz log-mels, trained by "
+                    "voxvec's first default (until 0.2.0): ECAPA-TDNN-lite on 16 kHz log-mels, trained by "
                     "configs/voxvec-default.yaml on 460 speakers of 5 corpora in 6 languages; "
                     "ships inside the package"
                 ),
@@ -257,7 +257,7 @@ _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
                 frontend="logmel",
                 n_params=2_148_320,
                 description=(
-                    "voxvec's second default (chosen on validation, not yet the alias): "
+                    "voxvec's second default (chosen on validation; what voxvec-default names): "
                     "voxvec-default-v1 fine-tuned 3,000 steps with distillation from CAM++ "
                     "(Apache-2.0), AAM softmax and pause augmentation on the same 460 speakers; "
                     "ships inside the package"
@@ -286,7 +286,7 @@ _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
 )
 
 
-ALIASES: Mapping[str, str] = types.MappingProxyType({DEFAULT_MODEL: "voxvec-default-v1"})
+ALIASES: Mapping[str, str] = types.MappingProxyType({DEFAULT_MODEL: "voxvec-default-v2"})
 """Names that stand for a versioned spec: ``voxvec-default`` is whichever model is the default
 now; a versioned name (``voxvec-default-v1``) always loads the same weights."""
 
