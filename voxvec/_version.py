@@ -4,4 +4,4 @@ Modules below the package root (``voxvec.train`` stamping model cards, the CLI) 
 here, so none of them imports the root package's API.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

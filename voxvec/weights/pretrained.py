@@ -244,9 +244,9 @@ _SPECS: Mapping[str, PretrainedSpec] = types.MappingProxyType(
                 frontend="logmel",
                 n_params=2_148_320,
                 description=(
-                    "voxvec's first default (until 0.2.0): ECAPA-TDNN-lite on 16 kHz log-mels, trained by "
-                    "configs/voxvec-default.yaml on 460 speakers of 5 corpora in 6 languages; "
-                    "ships inside the package"
+                    "voxvec's first default (until 0.2.0): ECAPA-TDNN-lite on 16 kHz log-mels, "
+                    "trained by configs/voxvec-default.yaml on 460 speakers of 5 corpora in 6 "
+                    "languages; ships inside the package"
                 ),
                 asset="voxvec-default-v1.safetensors",
             ),
